@@ -1,0 +1,186 @@
+"""Attention: masks, rotary positions, three kernels, and the attention layer with a KV cache.
+
+Shapes in names: B batch, L query length, S key length, H query heads,
+K key/value heads (K divides H; K < H is grouped-query), D head dim.
+"""
+from __future__ import annotations
+
+import functools
+import logging
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from gptjax.sharding import constrain
+
+log = logging.getLogger(__name__)
+
+
+# ------------------------------------------------------------------ masks
+
+def attention_mask(q_idx_BxL, k_idx_BxS, q_seg_BxL=None, k_seg_BxS=None, prefix_len_B=None):
+    """Boolean mask_Bx1xLxS: who may attend to whom.
+
+    Causal on absolute indices; a key with segment id 0 is padding; queries see
+    keys of their own segment only; with `prefix_len_B`, keys before the prefix
+    end are visible to every query of the sequence (prefix-LM: bidirectional over
+    the prefix, causal after it).
+    """
+    q = q_idx_BxL[:, :, None]
+    k = k_idx_BxS[:, None, :]
+    allowed = k <= q
+    if prefix_len_B is not None:
+        allowed = allowed | (k < prefix_len_B[:, None, None])
+    if k_seg_BxS is not None:
+        allowed = allowed & (k_seg_BxS[:, None, :] != 0)
+        if q_seg_BxL is not None:
+            allowed = allowed & (q_seg_BxL[:, :, None] == k_seg_BxS[:, None, :])
+    return allowed[:, None, :, :]
+
+
+# ------------------------------------------------------------------ rotary
+
+def rope(x_BxLxHxD, positions_BxL, theta: float):
+    """Rotary position embedding (half-split layout, as in LLaMA / GPT-NeoX)."""
+    d = x_BxLxHxD.shape[-1]
+    freqs = theta ** (-jnp.arange(0, d, 2, dtype=jnp.float32) / d)
+    angles_BxLxF = positions_BxL[..., None].astype(jnp.float32) * freqs
+    sin = jnp.sin(angles_BxLxF)[:, :, None, :]
+    cos = jnp.cos(angles_BxLxF)[:, :, None, :]
+    x1, x2 = jnp.split(x_BxLxHxD.astype(jnp.float32), 2, axis=-1)
+    out = jnp.concatenate([x1 * cos - x2 * sin, x2 * cos + x1 * sin], axis=-1)
+    return out.astype(x_BxLxHxD.dtype)
+
+
+# ------------------------------------------------------------------ kernels
+
+def xla_attention(q_BxLxHxD, k_BxSxKxD, v_BxSxKxD, mask_Bx1xLxS):
+    """Plain attention: einsum, mask, softmax in f32, einsum. Grouped-query by reshape."""
+    b, l, h, d = q_BxLxHxD.shape
+    kh = k_BxSxKxD.shape[2]
+    q_BxLxKxGxD = q_BxLxHxD.reshape(b, l, kh, h // kh, d) * (d ** -0.5)
+    logits = jnp.einsum("blkgd,bskd->bkgls", q_BxLxKxGxD, k_BxSxKxD).astype(jnp.float32)
+    logits = jnp.where(mask_Bx1xLxS[:, :, None], logits, jnp.finfo(jnp.float32).min)
+    probs = jax.nn.softmax(logits, axis=-1).astype(v_BxSxKxD.dtype)
+    out = jnp.einsum("bkgls,bskd->blkgd", probs, v_BxSxKxD)
+    return out.reshape(b, l, h, d)
+
+
+def cudnn_attention(q_BxLxHxD, k_BxSxKxD, v_BxSxKxD, mask_Bx1xLxS):
+    """`jax.nn.dot_product_attention` with the cuDNN flash kernel (NVIDIA GPUs, bf16/fp16)."""
+    return jax.nn.dot_product_attention(q_BxLxHxD, k_BxSxKxD, v_BxSxKxD, mask=mask_Bx1xLxS,
+                                        implementation="cudnn")
+
+
+def splash_attention(q_BxLxHxD, k_BxSxKxD, v_BxSxKxD, segment_ids_BxL):
+    """Pallas splash attention on TPUs: causal, with segment ids (training only, L == S)."""
+    from jax.experimental.pallas.ops.tpu.splash_attention import (
+        splash_attention_kernel as sk, splash_attention_mask as sm)
+
+    b, l, h, d = q_BxLxHxD.shape
+    kh = k_BxSxKxD.shape[2]
+    mask = sm.MultiHeadMask([sm.CausalMask((l, l)) for _ in range(h)])
+    kernel = sk.make_splash_mha(mask, head_shards=1, q_seq_shards=1)
+    # the kernel wants [H, L, D] per example; repeat kv heads for grouped-query
+    q = jnp.transpose(q_BxLxHxD * (d ** -0.5), (0, 2, 1, 3))
+    k = jnp.repeat(jnp.transpose(k_BxSxKxD, (0, 2, 1, 3)), h // kh, axis=1)
+    v = jnp.repeat(jnp.transpose(v_BxSxKxD, (0, 2, 1, 3)), h // kh, axis=1)
+    seg = sk.SegmentIds(q=segment_ids_BxL, kv=segment_ids_BxL)
+    out = jax.vmap(kernel)(q, k, v, segment_ids=seg)
+    return jnp.transpose(out, (0, 2, 1, 3))
+
+
+@functools.lru_cache(maxsize=None)
+def choose_implementation(requested: str, dtype: str) -> str:
+    """`auto` picks per backend: cuDNN flash on NVIDIA (half precision), splash on TPU, else XLA."""
+    if requested != "auto":
+        return requested
+    backend = jax.default_backend()
+    if backend == "gpu" and dtype in ("bfloat16", "float16"):
+        choice = "cudnn"
+    elif backend == "tpu":
+        choice = "splash"
+    else:
+        choice = "xla"
+    log.info("attention implementation: %s (backend %s, dtype %s)", choice, backend, dtype)
+    return choice
+
+
+# ------------------------------------------------------------------ layer
+
+class Attention(nn.Module):
+    """Multi-head / grouped-query self-attention with optional RoPE and a KV cache.
+
+    With `decode=True` the layer keeps `cached_key`, `cached_value` in the
+    `cache` collection: call it first with the whole prompt (prefill), then one
+    token at a time; `positions` and `segment_ids` are those of the new tokens.
+    """
+
+    spec: "object"
+    decode: bool = False
+
+    @nn.compact
+    def __call__(self, x_BxLxE, positions_BxL, segment_ids_BxL, prefix_len_B=None, deterministic=True):
+        s = self.spec
+        h, kh, d = s.n_head, s.kv_heads, s.head_dim
+        dtype, pdtype = jnp.dtype(s.dtype), jnp.dtype(s.param_dtype)
+        init = nn.initializers.normal(0.02)
+        dense = functools.partial(nn.DenseGeneral, axis=-1, dtype=dtype, param_dtype=pdtype,
+                                  use_bias=not s.is_llama)
+        if kh == h:  # one fused matmul for q, k and v
+            qkv = dense(features=(3, h, d), name="qkv", kernel_init=nn.with_logical_partitioning(
+                init, ("embed", "stack", "heads", "kv")),
+                bias_init=nn.with_logical_partitioning(nn.initializers.zeros, ("stack", "heads", "kv")))(x_BxLxE)
+            q, k, v = qkv[:, :, 0], qkv[:, :, 1], qkv[:, :, 2]
+        else:
+            q = dense(features=(h, d), name="q", kernel_init=nn.with_logical_partitioning(
+                init, ("embed", "heads", "kv")),
+                bias_init=nn.with_logical_partitioning(nn.initializers.zeros, ("heads", "kv")))(x_BxLxE)
+            kv = dense(features=(2, kh, d), name="kv", kernel_init=nn.with_logical_partitioning(
+                init, ("embed", "stack", "kv_heads", "kv")),
+                bias_init=nn.with_logical_partitioning(nn.initializers.zeros, ("stack", "kv_heads", "kv")))(x_BxLxE)
+            k, v = kv[:, :, 0], kv[:, :, 1]
+        q = constrain(q, ("batch", "length", "heads", "kv"))
+        if s.is_llama:
+            q, k = rope(q, positions_BxL, s.rope_theta), rope(k, positions_BxL, s.rope_theta)
+
+        b, l = x_BxLxE.shape[:2]
+        q_idx = jnp.broadcast_to(jnp.arange(l), (b, l))
+        k_idx, k_seg = q_idx, segment_ids_BxL
+        if self.decode:
+            k, v, k_idx, k_seg, q_idx = self._update_cache(k, v, segment_ids_BxL)
+
+        impl = choose_implementation(s.attention, s.dtype)
+        plain_causal = not self.decode and prefix_len_B is None
+        if impl == "splash" and plain_causal:
+            out = splash_attention(q, k, v, segment_ids_BxL)
+        else:
+            mask = attention_mask(q_idx, k_idx, segment_ids_BxL, k_seg, prefix_len_B)
+            kernel = cudnn_attention if impl == "cudnn" else xla_attention
+            out = kernel(q, k, v, mask)
+        out = constrain(out, ("batch", "length", "heads", "kv"))
+        y = nn.DenseGeneral(features=s.d_model, axis=(-2, -1), dtype=dtype, param_dtype=pdtype,
+                            use_bias=not s.is_llama, name="out",
+                            kernel_init=nn.with_logical_partitioning(
+                                nn.initializers.normal(0.02 / (2 * s.n_layer) ** 0.5), ("heads", "kv", "embed")),
+                            bias_init=nn.with_logical_partitioning(nn.initializers.zeros, ("embed",)))(out)
+        return nn.Dropout(s.dropout)(y, deterministic=deterministic)
+
+    def _update_cache(self, k_BxLxKxD, v_BxLxKxD, seg_BxL):
+        """Write the new keys/values at the cache index; return the whole cache to attend over."""
+        s = self.spec
+        b, l, kh, d = k_BxLxKxD.shape
+        shape = (b, s.max_seq_len, kh, d)
+        ck = self.variable("cache", "cached_key", jnp.zeros, shape, k_BxLxKxD.dtype)
+        cv = self.variable("cache", "cached_value", jnp.zeros, shape, v_BxLxKxD.dtype)
+        cs = self.variable("cache", "cached_segment", jnp.zeros, (b, s.max_seq_len), jnp.int32)
+        ci = self.variable("cache", "cache_index", lambda: jnp.array(0, jnp.int32))
+        i = ci.value
+        ck.value = jax.lax.dynamic_update_slice(ck.value, k_BxLxKxD, (0, i, 0, 0))
+        cv.value = jax.lax.dynamic_update_slice(cv.value, v_BxLxKxD, (0, i, 0, 0))
+        cs.value = jax.lax.dynamic_update_slice(cs.value, seg_BxL.astype(jnp.int32), (0, i))
+        ci.value = i + l
+        k_idx = jnp.broadcast_to(jnp.arange(s.max_seq_len), (b, s.max_seq_len))
+        q_idx = jnp.broadcast_to(i + jnp.arange(l), (b, l))
+        return ck.value, cv.value, k_idx, cs.value, q_idx

@@ -1,0 +1,105 @@
+"""One mesh with axes (data, fsdp, tensor) and the one table of logical-axis rules.
+
+Parameters and activations are annotated with logical names (batch, length,
+embed, mlp, heads, kv, vocab); `RULES` maps each name to mesh axes. Changing a
+parallelism strategy means changing this table or the mesh shape, nothing else.
+"""
+from __future__ import annotations
+
+import contextlib
+
+import flax.linen as nn
+import jax
+import numpy as np
+from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+
+from gptjax.config import ConfigError
+
+MESH_AXES = ("data", "fsdp", "tensor")
+
+# logical name -> mesh axes. Batch is split over data and fsdp (FSDP is data
+# parallel with sharded parameters); `embed` on parameters is split over fsdp;
+# heads and the MLP hidden are split over tensor (Megatron-style).
+RULES = (
+    ("batch", ("data", "fsdp")),
+    ("length", None),
+    ("act_embed", None),
+    ("embed", "fsdp"),
+    ("mlp", "tensor"),
+    ("heads", "tensor"),
+    ("kv_heads", "tensor"),
+    ("kv", None),
+    # the vocabulary stays whole: character vocabularies (65) rarely divide the
+    # tensor axis, and the embedding is already split over fsdp on `embed`
+    ("vocab", None),
+    ("act_vocab", None),
+    ("stack", None),
+    ("layers", None),
+)
+
+
+def mesh_shape(cfg, n_devices: int) -> tuple[int, int, int]:
+    """Resolve -1 in the experiment's mesh to the remaining devices, and check it fits."""
+    sizes = [cfg.data, cfg.fsdp, cfg.tensor]
+    known = int(np.prod([s for s in sizes if s != -1]))
+    if -1 in sizes:
+        if n_devices % known:
+            raise ConfigError(f"mesh {cfg.data}x{cfg.fsdp}x{cfg.tensor}: the fixed axes ({known} devices) "
+                              f"do not divide the {n_devices} devices available")
+        sizes[sizes.index(-1)] = n_devices // known
+    if int(np.prod(sizes)) != n_devices:
+        raise ConfigError(f"mesh data={sizes[0]} x fsdp={sizes[1]} x tensor={sizes[2]} needs "
+                          f"{int(np.prod(sizes))} devices, but {n_devices} are available; "
+                          "set one axis to -1 to take the rest")
+    return tuple(sizes)
+
+
+def make_mesh(cfg, devices=None) -> Mesh:
+    devices = list(devices) if devices is not None else jax.devices()
+    shape = mesh_shape(cfg, len(devices))
+    if devices == jax.devices():
+        return jax.make_mesh(shape, MESH_AXES, devices=devices)
+    return Mesh(np.asarray(devices).reshape(shape), MESH_AXES)
+
+
+def check_divisible(exp, mesh: Mesh) -> None:
+    """Refuse, before compiling, dimensions that the mesh axes cannot split evenly."""
+    m, sizes = exp.model, dict(mesh.shape)
+    batch_ways = sizes["data"] * sizes["fsdp"]
+    micro = exp.train.batch_size // exp.optimizer.grad_accum
+    if micro % batch_ways:
+        raise ConfigError(f"train.batch_size={exp.train.batch_size} (micro-batch {micro}) is not divisible by "
+                          f"mesh data x fsdp = {sizes['data']}x{sizes['fsdp']} = {batch_ways}")
+    t = sizes["tensor"]
+    for name, value in (("model.n_head", m.n_head), ("model.n_kv_head (or n_head)", m.kv_heads),
+                        ("model.d_ff (MLP hidden)", m.ff_dim)):
+        if value % t:
+            raise ConfigError(f"{name}={value} is not divisible by mesh.tensor={t}")
+    if m.d_model % sizes["fsdp"]:
+        raise ConfigError(f"model.d_model={m.d_model} is not divisible by mesh.fsdp={sizes['fsdp']}")
+
+
+def logical_to_sharding(logical_tree, mesh: Mesh):
+    """Map a pytree of logical PartitionSpecs to NamedShardings on `mesh`."""
+    return nn.logical_to_mesh_sharding(logical_tree, mesh, RULES)
+
+
+def replicated(mesh: Mesh) -> NamedSharding:
+    return NamedSharding(mesh, P())
+
+
+def batch_sharding(mesh: Mesh) -> NamedSharding:
+    """Batches are [batch, length]: rows over data x fsdp."""
+    return NamedSharding(mesh, P(("data", "fsdp"), None))
+
+
+@contextlib.contextmanager
+def activation_rules(mesh: Mesh):
+    """Context under which the model's activation constraints take effect."""
+    with jax.set_mesh(mesh), nn.logical_axis_rules(RULES):
+        yield
+
+
+def constrain(x, logical_axes):
+    """Sharding constraint by logical names; a no-op outside `activation_rules`."""
+    return nn.with_logical_constraint(x, logical_axes)

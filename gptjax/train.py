@@ -1,0 +1,166 @@
+"""The training loop: data, sharded state, the jitted step, eval, metrics, checkpoints.
+
+`run(exp, workdir)` trains an Experiment; re-running it on the same workdir
+resumes from the newest complete checkpoint and sees the same batches an
+uninterrupted run would have seen.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import math
+import pathlib
+import time
+
+import jax
+import numpy as np
+
+from gptjax import sharding
+from gptjax.checkpoint import Checkpointer
+from gptjax.config import ConfigError, Experiment
+from gptjax.metrics import MetricsWriter
+from gptjax.optim import make_optimizer
+from gptjax.train_step import compile_steps
+
+log = logging.getLogger(__name__)
+
+
+def make_data(exp: Experiment, tokenizer_dir=None):
+    """The experiment's language-modelling data (train and validation windows)."""
+    from gptjax.data.text_pipeline import TextLMData
+
+    d = exp.data
+    return TextLMData(dataset=d.dataset, tokenizer=d.tokenizer, seq_len=exp.model.max_seq_len,
+                      seed=exp.train.seed, files=d.files, data_dir=d.data_dir, sp_model=d.sp_model,
+                      sp_vocab_size=d.sp_vocab_size, text_key=d.text_key, pack=d.pack,
+                      tokenizer_dir=tokenizer_dir)
+
+
+def resolved_model(exp: Experiment, vocab_size: int):
+    spec = exp.model
+    if spec.vocab_size == 0:
+        spec = dataclasses.replace(spec, vocab_size=vocab_size)
+    elif spec.vocab_size < vocab_size:
+        raise ConfigError(f"model.vocab_size={spec.vocab_size} is smaller than the tokenizer's "
+                          f"{vocab_size} symbols; use 0 to take the tokenizer's size")
+    return spec
+
+
+def fingerprint(exp: Experiment) -> dict:
+    """What must match for a workdir's checkpoint to be resumed by this experiment."""
+    return {"model": dataclasses.asdict(exp.model), "data": dataclasses.asdict(exp.data)}
+
+
+def global_batch(local: dict, shardings: dict) -> dict:
+    """Assemble this process's rows into global jax.Arrays sharded over the mesh."""
+    return {k: jax.make_array_from_process_local_data(shardings[k], np.asarray(v)) for k, v in local.items()}
+
+
+def evaluate(compiled, params, data, exp: Experiment) -> dict:
+    total = count = 0.0
+    for local in data.eval_batches(exp.train.batch_size, exp.train.eval_batches,
+                                   jax.process_index(), jax.process_count()):
+        s, c = compiled.eval_step(params, global_batch(local, compiled.batch_sharding))
+        total, count = total + float(s), count + float(c)
+    loss = total / max(count, 1.0)
+    return {"eval_loss": loss, "eval_perplexity": math.exp(min(loss, 50.0)),
+            "eval_bits_per_token": loss / math.log(2)}
+
+
+@dataclasses.dataclass
+class RunResult:
+    state: object
+    spec: object
+    data: object
+    losses: dict
+    eval_loss: float | None
+    wall_time: float
+
+
+def prepare_workdir(exp: Experiment, workdir: pathlib.Path, ckpt: Checkpointer, force: bool) -> None:
+    """Refuse to resume another experiment's checkpoints; write config.json."""
+    if ckpt.latest_step() is not None and not force:
+        saved = ckpt.restore_meta().get("fingerprint")
+        if saved is not None and saved != json.loads(json.dumps(fingerprint(exp))):
+            raise ConfigError(f"workdir {workdir} holds checkpoints of a different experiment "
+                              "(model or data differ); use another --workdir, or --force to overwrite")
+
+
+def run(exp: Experiment, workdir, *, force: bool = False, progress: bool = True,
+        stop_after: int | None = None, on_step=None) -> RunResult:
+    """Train `exp` in `workdir`. `stop_after` ends the loop early (as if interrupted)."""
+    exp.validate()
+    workdir = pathlib.Path(workdir)
+    mesh = sharding.make_mesh(exp.mesh)
+    sharding.check_divisible(exp, mesh)
+    data = make_data(exp, tokenizer_dir=workdir / "tokenizer" if (workdir / "tokenizer").exists() else None)
+    spec = resolved_model(exp, data.vocab_size)
+    resolved = dataclasses.replace(exp, model=spec)
+
+    primary = jax.process_index() == 0
+    workdir.mkdir(parents=True, exist_ok=True)
+    if force and (workdir / "checkpoints").exists() and primary:
+        import shutil
+        shutil.rmtree(workdir / "checkpoints")
+    ckpt = Checkpointer(workdir, keep=exp.train.keep_checkpoints)
+    prepare_workdir(resolved, workdir, ckpt, force)
+    if primary:
+        (workdir / "config.json").write_text(resolved.to_json() + "\n")
+        data.tokenizer.save(workdir / "tokenizer")
+
+    tx, schedule = make_optimizer(exp.optimizer, exp.schedule, exp.train.steps)
+    t0 = time.time()
+    compiled = compile_steps(exp, spec, tx, schedule, mesh)
+    compile_time = time.time() - t0
+    start = ckpt.latest_step()
+    if start is not None:
+        state, _ = ckpt.restore(compiled.abstract_state, start)
+        log.info("resumed from step %d", start)
+    else:
+        state, start = compiled.init(jax.random.key(exp.train.seed)), 0
+    n_params = sum(int(np.prod(x.shape)) for x in jax.tree.leaves(state.params))
+    log.info("model: %s parameters; compile %.1fs; mesh %s", f"{n_params:,}", compile_time, dict(mesh.shape))
+
+    writer = MetricsWriter(workdir, enabled=primary)
+    meta = {"fingerprint": fingerprint(resolved)}
+    tokens_per_step = exp.train.batch_size * spec.max_seq_len
+    end = exp.train.steps if stop_after is None else min(exp.train.steps, stop_after)
+    losses, eval_loss = {}, None
+    batches = data.train_batches(exp.train.batch_size, start, jax.process_index(), jax.process_count())
+    bar = _progress(progress and primary, start, exp.train.steps)
+    t_start = t_log = time.time()
+    pending = []
+    for step in range(start, end):
+        state, metrics = compiled.train_step(state, global_batch(next(batches), compiled.batch_sharding))
+        pending.append((step, metrics))
+        done = step + 1
+        if done % exp.train.log_every == 0 or done == end:
+            now = time.time()
+            rate = len(pending) * tokens_per_step / max(now - t_log, 1e-9)
+            for s, m in jax.device_get(pending):
+                losses[s] = float(m["loss"])
+                writer.write(s, loss=m["loss"], lr=m["lr"], grad_norm=m["grad_norm"], tokens_per_sec=rate)
+            bar.update(len(pending))
+            bar.set_postfix(loss=f"{losses[step]:.4f}", tok_s=f"{rate:,.0f}")
+            pending, t_log = [], time.time()
+        if done % exp.train.eval_every == 0 or done == exp.train.steps:
+            ev = evaluate(compiled, state.params, data, exp)
+            eval_loss = ev["eval_loss"]
+            writer.write(done, **ev)
+            bar.write(f"step {done}: eval loss {eval_loss:.4f}")
+            t_log = time.time()
+        if exp.train.checkpoint_every and done % exp.train.checkpoint_every == 0 or done == exp.train.steps:
+            ckpt.save(done, state, meta, force=True)
+        if on_step is not None:
+            on_step(done, state)
+    bar.close()
+    ckpt.close()
+    writer.close()
+    return RunResult(state, spec, data, losses, eval_loss, time.time() - t_start)
+
+
+def _progress(enabled: bool, start: int, total: int):
+    from tqdm import tqdm
+
+    return tqdm(total=total, initial=start, disable=not enabled, dynamic_ncols=True, desc="train")

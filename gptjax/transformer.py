@@ -1,0 +1,135 @@
+"""The decoder: GPT-2 and LLaMA flavours from one code path.
+
+GPT-2: LayerNorm, GELU MLP, learned positions, biases, tied embeddings.
+LLaMA: RMSNorm, SwiGLU MLP, rotary positions, grouped-query attention, no biases.
+Shapes in names: B batch, L length, E d_model, F MLP hidden, V vocab.
+"""
+from __future__ import annotations
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from gptjax.attention import Attention
+from gptjax.sharding import constrain
+
+REMAT_POLICIES = {
+    "full": None,  # save nothing, recompute everything in the backward pass
+    "dots": jax.checkpoint_policies.checkpoint_dots,
+    "dots_no_batch": jax.checkpoint_policies.dots_with_no_batch_dims_saveable,
+}
+
+
+def _norm(spec, name):
+    if spec.is_llama:
+        return nn.RMSNorm(epsilon=spec.norm_eps, dtype=spec.dtype, param_dtype=spec.param_dtype, name=name,
+                          scale_init=nn.with_logical_partitioning(nn.initializers.ones, ("embed",)))
+    return nn.LayerNorm(epsilon=spec.norm_eps, dtype=spec.dtype, param_dtype=spec.param_dtype, name=name,
+                        scale_init=nn.with_logical_partitioning(nn.initializers.ones, ("embed",)),
+                        bias_init=nn.with_logical_partitioning(nn.initializers.zeros, ("embed",)))
+
+
+class Mlp(nn.Module):
+    spec: "object"
+    deterministic: bool = True
+
+    @nn.compact
+    def __call__(self, x_BxLxE):
+        s = self.spec
+        init = nn.initializers.normal(0.02)
+        out_init = nn.initializers.normal(0.02 / (2 * s.n_layer) ** 0.5)
+        kw = dict(dtype=s.dtype, param_dtype=s.param_dtype, use_bias=not s.is_llama)
+        if s.is_llama:  # SwiGLU: gate and up projections fused in one matmul
+            gate_up = nn.DenseGeneral((2, s.ff_dim), name="wi", **kw, kernel_init=nn.with_logical_partitioning(
+                init, ("embed", "stack", "mlp")))(x_BxLxE)
+            h_BxLxF = nn.silu(gate_up[..., 0, :]) * gate_up[..., 1, :]
+        else:
+            h_BxLxF = nn.gelu(nn.Dense(s.ff_dim, name="wi", **kw, kernel_init=nn.with_logical_partitioning(
+                init, ("embed", "mlp")), bias_init=nn.with_logical_partitioning(
+                    nn.initializers.zeros, ("mlp",)))(x_BxLxE), approximate=True)
+        h_BxLxF = constrain(h_BxLxF, ("batch", "length", "mlp"))
+        y = nn.Dense(s.d_model, name="wo", **kw, kernel_init=nn.with_logical_partitioning(
+            out_init, ("mlp", "embed")), bias_init=nn.with_logical_partitioning(
+                nn.initializers.zeros, ("embed",)))(h_BxLxF)
+        return nn.Dropout(s.dropout)(y, deterministic=self.deterministic)
+
+
+class Block(nn.Module):
+    """Pre-norm residual block. Returns (x, None) so that it can be scanned."""
+
+    spec: "object"
+    decode: bool = False
+    deterministic: bool = True
+
+    @nn.compact
+    def __call__(self, x_BxLxE, positions_BxL, segment_ids_BxL, prefix_len_B):
+        s = self.spec
+        h = _norm(s, "ln_attn")(x_BxLxE)
+        x_BxLxE = x_BxLxE + Attention(s, self.decode, name="attn")(
+            h, positions_BxL, segment_ids_BxL, prefix_len_B, self.deterministic)
+        h = _norm(s, "ln_mlp")(x_BxLxE)
+        x_BxLxE = x_BxLxE + Mlp(s, self.deterministic, name="mlp")(h)
+        return constrain(x_BxLxE, ("batch", "length", "act_embed")), None
+
+
+class Transformer(nn.Module):
+    """A decoder-only language model: tokens (or ready embeddings) in, logits out."""
+
+    spec: "object"
+    decode: bool = False
+    deterministic: bool = True
+
+    def setup(self):
+        s = self.spec
+        self.wte = nn.Embed(s.vocab_size, s.d_model, dtype=s.dtype, param_dtype=s.param_dtype,
+                            embedding_init=nn.with_logical_partitioning(
+                                nn.initializers.normal(0.02), ("vocab", "embed")))
+        if not s.is_llama:
+            self.wpe = self.param("wpe", nn.with_logical_partitioning(
+                nn.initializers.normal(0.02), (None, "embed")), (s.max_seq_len, s.d_model), s.param_dtype)
+        block = Block
+        if s.remat != "none":
+            block = nn.remat(Block, policy=REMAT_POLICIES[s.remat], prevent_cse=not s.scan_layers)
+        if s.scan_layers:
+            self.layers = nn.scan(block, variable_axes={"params": 0, "cache": 0},
+                                  split_rngs={"params": True, "dropout": True},
+                                  in_axes=(nn.broadcast, nn.broadcast, nn.broadcast),
+                                  length=s.n_layer, metadata_params={nn.PARTITION_NAME: "layers"})(
+                s, self.decode, self.deterministic)
+        else:
+            self.layers = [block(s, self.decode, self.deterministic, name=f"h_{i}") for i in range(s.n_layer)]
+        self.ln_f = _norm(s, "ln_f")
+        if not s.tie_embeddings:
+            self.lm_head = nn.Dense(s.vocab_size, use_bias=False, dtype=s.dtype, param_dtype=s.param_dtype,
+                                    kernel_init=nn.with_logical_partitioning(
+                                        nn.initializers.normal(0.02), ("embed", "vocab")))
+        self.drop = nn.Dropout(s.dropout)
+
+    def embed(self, tokens_BxL):
+        """Token embeddings (before positions); multimodal models splice media in here."""
+        return self.wte(tokens_BxL)
+
+    def __call__(self, tokens_BxL=None, positions_BxL=None, segment_ids_BxL=None, prefix_len_B=None,
+                 embeds_BxLxE=None):
+        s = self.spec
+        x_BxLxE = self.embed(tokens_BxL) if embeds_BxLxE is None else embeds_BxLxE.astype(s.dtype)
+        b, l = x_BxLxE.shape[:2]
+        if positions_BxL is None:
+            positions_BxL = jnp.broadcast_to(jnp.arange(l), (b, l))
+        if segment_ids_BxL is None:
+            segment_ids_BxL = jnp.ones((b, l), jnp.int32)
+        if not s.is_llama:
+            x_BxLxE = x_BxLxE + jnp.take(self.wpe, positions_BxL, axis=0).astype(s.dtype)
+        x_BxLxE = self.drop(x_BxLxE, deterministic=self.deterministic)
+        x_BxLxE = constrain(x_BxLxE, ("batch", "length", "act_embed"))
+        if s.scan_layers:
+            x_BxLxE, _ = self.layers(x_BxLxE, positions_BxL, segment_ids_BxL, prefix_len_B)
+        else:
+            for layer in self.layers:
+                x_BxLxE, _ = layer(x_BxLxE, positions_BxL, segment_ids_BxL, prefix_len_B)
+        x_BxLxE = self.ln_f(x_BxLxE)
+        if s.tie_embeddings:
+            logits_BxLxV = self.wte.attend(x_BxLxE)
+        else:
+            logits_BxLxV = self.lm_head(x_BxLxE)
+        return constrain(logits_BxLxV.astype(jnp.float32), ("batch", "length", "act_vocab"))

@@ -1,0 +1,48 @@
+"""Train an experiment: python scripts/train.py EXPERIMENT.py --workdir DIR [--set key=value ...]
+
+Re-running the same command on the same workdir resumes from the latest checkpoint.
+"""
+import argparse
+import logging
+
+import _bootstrap  # noqa: F401
+
+from gptjax.config import main_guard, resolve_experiment, valid_keys
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("experiment", help="an experiment file, e.g. experiments/shakespeare_char_cpu.py")
+    p.add_argument("--workdir", required=True, help="run folder: config, metrics, checkpoints, samples")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config field, e.g. --set train.steps=100 (repeatable)")
+    p.add_argument("--force", action="store_true", help="discard checkpoints of a different experiment")
+    p.add_argument("--no_progress", action="store_true", help="no progress bar (logs only)")
+    p.add_argument("--list_keys", action="store_true", help="print every overridable key and exit")
+    return p.parse_args(argv)
+
+
+@main_guard
+def main(argv=None):
+    args = parse_args(argv)
+    if args.list_keys:
+        print("\n".join(valid_keys()))
+        return
+    exp = resolve_experiment(args.experiment, args.overrides)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    for name in ("absl", "orbax", "jax._src"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    print(exp.to_json())
+
+    from gptjax.sample_text import print_samples
+    from gptjax.train import run
+
+    result = run(exp, args.workdir, force=args.force, progress=not args.no_progress)
+    print(f"done: {exp.train.steps} steps, final eval loss {result.eval_loss:.4f}, "
+          f"{result.wall_time:.1f}s of training")
+    if exp.train.sample_tokens:
+        print_samples(result.state.params, result.spec, result.data.tokenizer, n_tokens=exp.train.sample_tokens)
+
+
+if __name__ == "__main__":
+    main()

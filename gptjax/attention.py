@@ -124,22 +124,14 @@ class Attention(nn.Module):
     def __call__(self, x_BxLxE, positions_BxL, segment_ids_BxL, prefix_len_B=None, deterministic=True):
         s = self.spec
         h, kh, d = s.n_head, s.kv_heads, s.head_dim
-        dtype, pdtype = jnp.dtype(s.dtype), jnp.dtype(s.param_dtype)
-        init = nn.initializers.normal(0.02)
-        dense = functools.partial(nn.DenseGeneral, axis=-1, dtype=dtype, param_dtype=pdtype,
-                                  use_bias=not s.is_llama)
+        dtype = jnp.dtype(s.dtype)
+        x_BxLxE = x_BxLxE.astype(dtype)
         if kh == h:  # one fused matmul for q, k and v
-            qkv = dense(features=(3, h, d), name="qkv", kernel_init=nn.with_logical_partitioning(
-                init, ("embed", "stack", "heads", "kv")),
-                bias_init=nn.with_logical_partitioning(nn.initializers.zeros, ("stack", "heads", "kv")))(x_BxLxE)
+            qkv = self._project(x_BxLxE, "qkv", (3, h, d), ("stack", "heads", "kv"))
             q, k, v = qkv[:, :, 0], qkv[:, :, 1], qkv[:, :, 2]
         else:
-            q = dense(features=(h, d), name="q", kernel_init=nn.with_logical_partitioning(
-                init, ("embed", "heads", "kv")),
-                bias_init=nn.with_logical_partitioning(nn.initializers.zeros, ("heads", "kv")))(x_BxLxE)
-            kv = dense(features=(2, kh, d), name="kv", kernel_init=nn.with_logical_partitioning(
-                init, ("embed", "stack", "kv_heads", "kv")),
-                bias_init=nn.with_logical_partitioning(nn.initializers.zeros, ("stack", "kv_heads", "kv")))(x_BxLxE)
+            q = self._project(x_BxLxE, "q", (h, d), ("heads", "kv"))
+            kv = self._project(x_BxLxE, "kv", (2, kh, d), ("stack", "kv_heads", "kv"))
             k, v = kv[:, :, 0], kv[:, :, 1]
         q = constrain(q, ("batch", "length", "heads", "kv"))
         if s.is_llama:
@@ -160,12 +152,27 @@ class Attention(nn.Module):
             kernel = cudnn_attention if impl == "cudnn" else xla_attention
             out = kernel(q, k, v, mask)
         out = constrain(out, ("batch", "length", "heads", "kv"))
-        y = nn.DenseGeneral(features=s.d_model, axis=(-2, -1), dtype=dtype, param_dtype=pdtype,
-                            use_bias=not s.is_llama, name="out",
-                            kernel_init=nn.with_logical_partitioning(
-                                nn.initializers.normal(0.02 / (2 * s.n_layer) ** 0.5), ("heads", "kv", "embed")),
-                            bias_init=nn.with_logical_partitioning(nn.initializers.zeros, ("embed",)))(out)
+        w_out = self.param("out_kernel", nn.with_logical_partitioning(
+            nn.initializers.normal(0.02 / (2 * s.n_layer) ** 0.5), ("heads", "kv", "embed")),
+            (h, d, s.d_model), jnp.dtype(s.param_dtype))
+        y = jnp.einsum("blhd,hde->ble", out, w_out.astype(dtype))
+        if not s.is_llama:
+            y = y + self.param("out_bias", nn.with_logical_partitioning(nn.initializers.zeros, ("embed",)),
+                               (s.d_model,), jnp.dtype(s.param_dtype)).astype(dtype)
         return nn.Dropout(s.dropout)(y, deterministic=deterministic)
+
+    def _project(self, x_BxLxE, name, shape, axes):
+        """x @ W for W of shape (E, *shape), with a bias unless LLaMA."""
+        s = self.spec
+        w = self.param(f"{name}_kernel", nn.with_logical_partitioning(nn.initializers.normal(0.02),
+                                                                        ("embed", *axes)),
+                       (s.d_model, *shape), jnp.dtype(s.param_dtype))
+        letters = "xyz"[:len(shape)]
+        y = jnp.einsum(f"ble,e{letters}->bl{letters}", x_BxLxE, w.astype(x_BxLxE.dtype))
+        if not s.is_llama:
+            y = y + self.param(f"{name}_bias", nn.with_logical_partitioning(nn.initializers.zeros, axes),
+                               shape, jnp.dtype(s.param_dtype)).astype(x_BxLxE.dtype)
+        return y
 
     def _update_cache(self, k_BxLxKxD, v_BxLxKxD, seg_BxL):
         """Write the new keys/values at the cache index; return the whole cache to attend over."""

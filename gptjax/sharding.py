@@ -57,9 +57,12 @@ def mesh_shape(cfg, n_devices: int) -> tuple[int, int, int]:
 def make_mesh(cfg, devices=None) -> Mesh:
     devices = list(devices) if devices is not None else jax.devices()
     shape = mesh_shape(cfg, len(devices))
+    # Auto axes: shardings are hints the compiler propagates (Explicit axes would
+    # make every constraint an assertion)
+    auto = (jax.sharding.AxisType.Auto,) * len(MESH_AXES)
     if devices == jax.devices():
-        return jax.make_mesh(shape, MESH_AXES, devices=devices)
-    return Mesh(np.asarray(devices).reshape(shape), MESH_AXES)
+        return jax.make_mesh(shape, MESH_AXES, axis_types=auto, devices=devices)
+    return Mesh(np.asarray(devices).reshape(shape), MESH_AXES, axis_types=auto)
 
 
 def check_divisible(exp, mesh: Mesh) -> None:

@@ -139,8 +139,10 @@ def compile_steps(exp, model_spec, tx, schedule, mesh) -> Compiled:
     abstract_batch = {k: jax.ShapeDtypeStruct((micro, model_spec.max_seq_len),
                                               jnp.float32 if k == "loss_mask" else jnp.int32,
                                               sharding=batch_sharding[k]) for k in BATCH_KEYS}
+    # (initialisation is traced outside the rules: DenseGeneral initialises flat
+    # kernels, which its logical annotations would not fit)
+    init = init.lower(jax.ShapeDtypeStruct((), jax.random.key(0).dtype)).compile()
     with sharding.activation_rules(mesh):
-        init = init.lower(jax.ShapeDtypeStruct((), jax.random.key(0).dtype)).compile()
         step = step.lower(abstract, abstract_batch).compile()
         evaluate = evaluate.lower(abstract.params, abstract_batch).compile()
     return Compiled(step, evaluate, state_sharding, batch_sharding, abstract, logical, init)

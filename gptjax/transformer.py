@@ -40,8 +40,9 @@ class Mlp(nn.Module):
         out_init = nn.initializers.normal(0.02 / (2 * s.n_layer) ** 0.5)
         kw = dict(dtype=s.dtype, param_dtype=s.param_dtype, use_bias=not s.is_llama)
         if s.is_llama:  # SwiGLU: gate and up projections fused in one matmul
-            gate_up = nn.DenseGeneral((2, s.ff_dim), name="wi", **kw, kernel_init=nn.with_logical_partitioning(
-                init, ("embed", "stack", "mlp")))(x_BxLxE)
+            w = self.param("wi_kernel", nn.with_logical_partitioning(init, ("embed", "stack", "mlp")),
+                           (s.d_model, 2, s.ff_dim), s.param_dtype)
+            gate_up = jnp.einsum("ble,esf->blsf", x_BxLxE.astype(s.dtype), w.astype(s.dtype))
             h_BxLxF = nn.silu(gate_up[..., 0, :]) * gate_up[..., 1, :]
         else:
             h_BxLxF = nn.gelu(nn.Dense(s.ff_dim, name="wi", **kw, kernel_init=nn.with_logical_partitioning(

@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# Install what the tests need into .venv and run the test suite.
+# Real-data tests read GPTJAX_DATA_DIR (tinyshakespeare/, fsdd/) and skip without it.
+# Arguments go to pytest (e.g. -m "not slow", -k sharding).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PYTHON=${PYTHON:-python3}
+if [ ! -x .venv/bin/python ]; then
+  "$PYTHON" -m venv .venv
+fi
+.venv/bin/python -m pip install -q --upgrade pip
+.venv/bin/python -m pip install -q -r requirements-test.txt
+exec .venv/bin/python -m pytest "$@"

@@ -76,6 +76,8 @@ def resolved_shape(spec: Any) -> dict:
     if kv <= 0 or h % kv:
         raise ValueError(f"n_head={h} is not a multiple of n_kv_head={kv}")
     d_ff = int(spec.d_ff) or default_d_ff(flavour, d)
+    if int(spec.vocab_size) <= 0:
+        raise ValueError("vocab_size must be set (> 0) to count parameters or FLOPs")
     return dict(
         flavour=flavour,
         n_layer=int(spec.n_layer),

@@ -75,14 +75,19 @@ def generate(params, spec, prompt_BxP, max_new_tokens: int, rng, temperature: fl
 
 def generate_without_cache(params, spec, prompt_BxP, max_new_tokens: int, rng, temperature: float = 1.0,
                            top_k: int = 0, top_p: float = 1.0):
-    """Reference: recompute the whole sequence for every token (same random stream as `generate`)."""
+    """Reference: rerun the whole sequence for every token (same random stream as `generate`).
+
+    The sequence lives in a fixed max_seq_len buffer; causality makes the unused
+    tail irrelevant, and one compiled forward serves every step.
+    """
     model = Transformer(spec)
-    out = jnp.asarray(prompt_BxP, jnp.int32)
-    p = out.shape[1]
+    b, p = prompt_BxP.shape
     assert p + max_new_tokens <= spec.max_seq_len, "the reference decodes within one window"
+    forward = jax.jit(lambda buf: model.apply({"params": params}, buf))
+    buf = jnp.zeros((b, spec.max_seq_len), jnp.int32).at[:, :p].set(jnp.asarray(prompt_BxP, jnp.int32))
     rng = jax.random.fold_in(rng, 0)
     for i in range(max_new_tokens):
-        logits = model.apply({"params": params}, out)
-        nxt = sample_logits(logits[:, -1], jax.random.fold_in(rng, p + i), temperature, top_k, top_p)
-        out = jnp.concatenate([out, nxt[:, None]], axis=1)
-    return out
+        logits = forward(buf)[:, p + i - 1]
+        nxt = sample_logits(logits, jax.random.fold_in(rng, p + i), temperature, top_k, top_p)
+        buf = buf.at[:, p + i].set(nxt)
+    return buf[:, : p + max_new_tokens]

@@ -17,11 +17,23 @@ of its predictions on log-loss.
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 from typing import Any, Mapping, Optional, Sequence
 
 import numpy as np
 from scipy.optimize import minimize
+
+try:  # scipy's L-BFGS-B calls BLAS on tiny arrays; threaded BLAS makes it ~20x slower
+    from threadpoolctl import threadpool_limits as _threadpool_limits
+except ImportError:  # pragma: no cover - threadpoolctl ships with scikit-learn
+    _threadpool_limits = None
+
+
+def _single_threaded_blas():
+    if _threadpool_limits is None:
+        return contextlib.nullcontext()
+    return _threadpool_limits(limits=1, user_api="blas")
 
 HUBER_DELTA = 1e-3
 
@@ -216,20 +228,23 @@ def _objective_batch(thetas: np.ndarray, Z: np.ndarray, logL: np.ndarray,
 
 def _objective_and_grad(theta: np.ndarray, Z: np.ndarray, logL: np.ndarray,
                         delta: float):
-    k = Z.shape[0]
-    T = _lse_terms(theta, Z)
+    """Objective and its gradient at one theta (the L-BFGS inner loop)."""
+    k, n = Z.shape
+    T = np.empty((k + 1, n))
+    T[:k] = theta[0:2 * k:2, None] - theta[1:2 * k:2, None] * Z
+    T[k] = theta[-1]
     m = T.max(axis=0)
-    W = np.exp(T - m)
-    S = W.sum(axis=0)
+    T -= m
+    np.exp(T, out=T)
+    S = T.sum(axis=0)
     r = m + np.log(S) - logL
-    P = W / S
-    g_r = np.clip(r, -delta, delta) / delta
+    c = np.clip(r, -delta, delta)  # Huber(r) = c (r - c/2), Huber'(r) = c
+    T *= c / (delta * S)  # softmax weights x dHuber/dr
     grad = np.empty_like(theta)
-    gP = P * g_r
-    grad[0:2 * k:2] = gP[:k].sum(axis=1)
-    grad[1:2 * k:2] = -(gP[:k] * Z).sum(axis=1)
-    grad[-1] = gP[k].sum()
-    return _huber(r, delta).sum() / delta, grad
+    grad[0:2 * k:2] = T[:k].sum(axis=1)
+    grad[1:2 * k:2] = -np.einsum("kn,kn->k", T[:k], Z)
+    grad[-1] = T[k].sum()
+    return float(np.dot(c, r - 0.5 * c)) / delta, grad
 
 
 def _lbfgs(theta0, Z, logL, delta):
@@ -298,6 +313,14 @@ def _check_inputs(arrays: Sequence[np.ndarray], names: Sequence[str], min_points
 def _fit_lse(Zraw: np.ndarray, loss: np.ndarray, grid_uncentred: np.ndarray, *,
              delta: float, n_starts, bootstrap: int, bootstrap_starts: int, seed: int):
     """Point fit + bootstrap in uncentred (c_j, s_j, ..., e) parameters."""
+    with _single_threaded_blas():
+        return _fit_lse_inner(Zraw, loss, grid_uncentred, delta=delta, n_starts=n_starts,
+                              bootstrap=bootstrap, bootstrap_starts=bootstrap_starts,
+                              seed=seed)
+
+
+def _fit_lse_inner(Zraw, loss, grid_uncentred, *, delta, n_starts, bootstrap,
+                   bootstrap_starts, seed):
     logL = np.log(loss)
     mu = Zraw.mean(axis=1)
     Z = Zraw - mu[:, None]
@@ -371,7 +394,7 @@ def _grid_rows(grid: Mapping[str, Sequence[float]]) -> np.ndarray:
 
 def fit_chinchilla(N, D, loss, *, bootstrap: int = 0, seed: int = 0, ci: float = 0.95,
                    delta: float = HUBER_DELTA, grid: Optional[Mapping] = None,
-                   n_starts: Optional[int] = 64, bootstrap_starts: int = 4
+                   n_starts: Optional[int] = 64, bootstrap_starts: int = 3
                    ) -> ChinchillaFit:
     """Fit ``L(N, D) = E + A/N**alpha + B/D**beta`` (Chinchilla approach 3).
 
@@ -439,17 +462,22 @@ def compute_optimal(law: Any, C):
 def _isoflop_core(logN, logD, loss, bucket_ids, budgets):
     """Per-budget parabola minima and the log-log power laws through them."""
     used, n_opt, d_opt, l_opt, parabolas, extrap, skipped = [], [], [], [], [], [], {}
-    log_pred = np.full(len(loss), np.nan)
+    pred = np.full(len(loss), np.nan)
     for j, C in enumerate(budgets):
         m = bucket_ids == j
         if len(np.unique(logN[m])) < 3:
             skipped[float(C)] = "fewer than 3 distinct model sizes"
             continue
         coef = np.polyfit(logN[m], loss[m], 2)
-        if not coef[0] > 0:
+        lo, hi = logN[m].min(), logN[m].max()
+        span = hi - lo
+        if not coef[0] * span ** 2 > 1e-9 * np.abs(loss[m]).max():
             skipped[float(C)] = "parabola is not convex"
             continue
         x_star = -coef[1] / (2.0 * coef[0])
+        if not lo - span <= x_star <= hi + span:
+            skipped[float(C)] = "minimum lies far outside the sampled model sizes"
+            continue
         if len(np.unique(logD[m])) >= 2:
             dcoef = np.polyfit(logN[m], logD[m], 1)
             logd_star = np.polyval(dcoef, x_star)
@@ -460,8 +488,8 @@ def _isoflop_core(logN, logD, loss, bucket_ids, budgets):
         d_opt.append(np.exp(logd_star))
         l_opt.append(np.polyval(coef, x_star))
         parabolas.append(coef)
-        extrap.append(not (logN[m].min() <= x_star <= logN[m].max()))
-        log_pred[m] = np.log(np.maximum(np.polyval(coef, logN[m]), 1e-12))
+        extrap.append(not lo <= x_star <= hi)
+        pred[m] = np.polyval(coef, logN[m])
     if len(used) < 2:
         raise ValueError("need at least 2 compute budgets with a convex IsoFLOP parabola "
                          f"(got {len(used)}; skipped: {skipped})")
@@ -470,8 +498,26 @@ def _isoflop_core(logN, logD, loss, bucket_ids, budgets):
     b, log_kD = np.polyfit(logC, np.log(d_opt), 1)
     return dict(used=np.asarray(used), n_opt=np.asarray(n_opt), d_opt=np.asarray(d_opt),
                 l_opt=np.asarray(l_opt), parabolas=parabolas, extrap=extrap,
-                skipped=skipped, log_pred=log_pred, a=a, kN=np.exp(log_kN), b=b,
+                skipped=skipped, pred=pred, a=a, kN=np.exp(log_kN), b=b,
                 kD=np.exp(log_kD), logC=logC)
+
+
+def bucket_by_compute(C, rtol: float = 0.1) -> np.ndarray:
+    """Group FLOP counts into budgets: sorted values closer than a factor
+    ``1 + rtol`` to their neighbour share a bucket, labelled by the bucket's
+    geometric mean. Returns one label per input value (for :func:`isoflop_fit`).
+    """
+    C = np.asarray(C, dtype=float)
+    if C.size == 0:
+        return C.copy()
+    logC = np.log(C)
+    order = np.argsort(logC, kind="stable")
+    new = np.concatenate([[True], np.diff(logC[order]) > np.log1p(rtol)])
+    ids_sorted = np.cumsum(new) - 1
+    ids = np.empty_like(ids_sorted)
+    ids[order] = ids_sorted
+    centres = np.exp(np.bincount(ids, weights=logC) / np.bincount(ids))
+    return centres[ids]
 
 
 def isoflop_fit(N, D, C_bucket, loss, *, bootstrap: int = 0, seed: int = 0,
@@ -483,35 +529,49 @@ def isoflop_fit(N, D, C_bucket, loss, *, bootstrap: int = 0, seed: int = 0,
     ``D_opt`` is read off the budget's own ln D vs ln N line at ``N_opt`` (so it
     follows whatever FLOPs accounting produced the runs). Then least squares in
     log-log gives ``N_opt = kN C**a`` and ``D_opt = kD C**b``. Budgets whose
-    parabola is not convex are skipped and listed. With ``bootstrap > 0`` rows are
-    resampled within each budget to get percentile CIs.
+    parabola is not convex, or whose vertex lies more than the sampled ln N span
+    outside it, are skipped and listed (vertices just outside are kept and
+    flagged ``extrapolated``). With ``bootstrap > 0`` each
+    budget's parabola residuals are resampled (residual bootstrap: the model-size
+    grid is kept) and everything refitted, for percentile CIs.
     """
     N, D, Cb, loss = (np.asarray(v, dtype=float) for v in (N, D, C_bucket, loss))
     _check_inputs([N, D, Cb, loss], ["N", "D", "C_bucket", "loss"], 6)
     budgets, bucket_ids = np.unique(Cb, return_inverse=True)
     logN, logD = np.log(N), np.log(D)
     core = _isoflop_core(logN, logD, loss, bucket_ids, budgets)
-    m = np.isfinite(core["log_pred"])
+    pred = core["pred"]
+    m = np.isfinite(pred) & (pred > 0)
     params = {"a": float(core["a"]), "kN": float(core["kN"]), "b": float(core["b"]),
               "kD": float(core["kD"])}
     fit = IsoFlopFit(
         params=params, ci=None, budgets=core["used"], n_opt=core["n_opt"],
         d_opt=core["d_opt"], loss_opt=core["l_opt"], parabolas=core["parabolas"],
         extrapolated=core["extrap"], skipped=core["skipped"],
-        r2_log=_r2(np.log(loss[m]), core["log_pred"][m]),
+        r2_log=_r2(np.log(loss[m]), np.log(pred[m])),
         r2_log_nopt=_r2(np.log(core["n_opt"]), np.log(core["kN"]) + core["a"] * core["logC"]),
         r2_log_dopt=_r2(np.log(core["d_opt"]), np.log(core["kD"]) + core["b"] * core["logC"]),
         n_points=len(N), n_bootstrap=int(bootstrap), ci_level=ci, seed=seed)
     if bootstrap > 0:
+        # Residual bootstrap: the N grid of each budget is a design, so keep it and
+        # resample that budget's parabola residuals (inflated by sqrt(n / (n - 3))).
         rng = np.random.default_rng(seed)
-        groups = [np.flatnonzero(bucket_ids == j) for j in range(len(budgets))]
+        fitted = np.isfinite(pred)
+        groups = []
+        for j in range(len(budgets)):
+            g = np.flatnonzero((bucket_ids == j) & fitted)
+            if len(g):
+                scale = np.sqrt(len(g) / (len(g) - 3)) if len(g) > 3 else 0.0
+                groups.append((g, (loss[g] - pred[g]) * scale))
         draws = {k: [] for k in params}
         for _ in range(bootstrap):
-            idx = np.concatenate([g[rng.integers(0, len(g), size=len(g))] for g in groups])
+            y = loss.copy()
+            for g, resid in groups:
+                y[g] = pred[g] + resid[rng.integers(0, len(g), size=len(g))]
             try:
-                c = _isoflop_core(logN[idx], logD[idx], loss[idx], bucket_ids[idx], budgets)
+                c = _isoflop_core(logN, logD, y, bucket_ids, budgets)
             except ValueError:
-                continue  # degenerate resample (too few sizes / non-convex)
+                continue  # degenerate resample (non-convex parabolas)
             for k in draws:
                 draws[k].append(c[k])
         if draws["a"]:

@@ -20,8 +20,10 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--dataset", default="tinyshakespeare",
                    help="corpus name: tinyshakespeare, or a name for --files")
-    p.add_argument("--files", default="", help="text file, directory or glob (one document per file)")
-    p.add_argument("--data_dir", default="", help="TFDS data dir (default <cache>/tensorflow_datasets)")
+    p.add_argument("--files", default="",
+                   help="text file, directory or glob (one document per file)")
+    p.add_argument("--data_dir", default="",
+                   help="TFDS data dir (default <cache>/tensorflow_datasets)")
     p.add_argument("--val_fraction", type=float, default=0.1)
     p.add_argument("--split_by", choices=("fraction", "files"), default="fraction")
     p.add_argument("--chunk_chars", type=int, default=2048)
@@ -44,7 +46,8 @@ def main(argv=None) -> int:
         print(f"prepare_data: error: {e}", file=sys.stderr)
         return 2
     meta = dict(builder.info.metadata)
-    print(f"dataset: gptjax_text/{builder.builder_config.name}  source: {meta.get('source')}")
+    print(f"dataset: {text_builder.BUILDER_NAME}/{builder.builder_config.name}  "
+          f"source: {meta.get('source')}")
     for name, split in sorted(builder.info.splits.items()):
         chars = meta.get("num_chars", {}).get(name, "?")
         print(f"  {name:<11} {split.num_examples:>7} records  {chars:>9} chars")

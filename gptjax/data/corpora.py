@@ -99,8 +99,12 @@ def read_text_file(path: pathlib.Path) -> str:
     return text
 
 
-def load_corpus(name: str, files: str = "") -> Corpus:
-    """The documents of corpus `name`, or of `files` (path/dir/glob) when given."""
+def load_corpus(name: str, files: str = "", fetch: bool = True) -> Corpus | None:
+    """The documents of corpus `name`, or of `files` (path/dir/glob) when given.
+
+    With ``fetch=False`` a named corpus is looked up only in local places
+    ($GPTJAX_DATA_DIR, a cached download) and None means "not here".
+    """
     if files:
         paths = resolve_files(files)
         docs = tuple(read_text_file(p) for p in paths)
@@ -108,14 +112,15 @@ def load_corpus(name: str, files: str = "") -> Corpus:
         log.info("corpus %s: %d file(s) from %s", name or "local", len(paths), source)
         return Corpus(name or "local", docs, source)
     if name == "tinyshakespeare":
-        text, source = tinyshakespeare_text()
-        return Corpus(name, (text,), source)
+        found = tinyshakespeare_text(fetch)
+        return Corpus(name, (found[0],), found[1]) if found else None
     raise DataError(f"unknown corpus {name!r}: known corpora are {', '.join(KNOWN_CORPORA)}; "
                     f"for your own text pass files= {ACCEPTED}")
 
 
-def tinyshakespeare_text() -> tuple[str, str]:
-    """(text, source) of tiny Shakespeare, trying the sources in module order."""
+def tinyshakespeare_text(fetch: bool = True) -> tuple[str, str] | None:
+    """(text, source) of tiny Shakespeare, trying the sources in module order;
+    with ``fetch=False`` only the local ones (None when neither has it)."""
     data_dir = os.environ.get("GPTJAX_DATA_DIR")
     if data_dir:
         path = pathlib.Path(data_dir) / "tinyshakespeare" / "input.txt"
@@ -127,6 +132,8 @@ def tinyshakespeare_text() -> tuple[str, str]:
     if cached.is_file():
         log.info("tinyshakespeare: using cached download %s", cached)
         return read_text_file(cached), str(cached)
+    if not fetch:
+        return None
     text = _download(TINYSHAKESPEARE_URL, DOWNLOAD_TIMEOUT_S)
     if text:
         _atomic_write(cached, text)

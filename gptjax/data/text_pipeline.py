@@ -88,12 +88,14 @@ class TextLMData:
         self.splits = text_builder.open_text_dataset(
             dataset, files=files, data_dir=data_dir, text_key=text_key, **build_kwargs)
         if "train" not in self.splits.sources:
-            raise DataError(f"{dataset!r} has no 'train' split (splits: {sorted(self.splits.sources)})")
+            raise DataError(f"{dataset!r} has no 'train' split; it has "
+                            f"{sorted(self.splits.sources)}")
         self.eval_split = eval_split or next(
             (s for s in ("validation", "test") if s in self.splits.sources), "")
         if self.eval_split not in self.splits.sources:
             raise DataError(f"{dataset!r} has no eval split {eval_split or 'validation/test'!r}; "
                             f"its splits are {sorted(self.splits.sources)}: pass eval_split=")
+        self._warned_eval_cap = False
         self._docs: dict[str, list[str]] = {}
         self._streams: dict[str, tuple[np.ndarray, np.ndarray]] = {}
         self.tokenizer = self._resolve_tokenizer(tokenizer, tokenizer_dir, sp_model,
@@ -177,6 +179,7 @@ class TextLMData:
                 np.savez(tmp, tokens=stream[0], doc_ids=stream[1])
                 os.replace(tmp, path)
         self._streams[split] = stream
+        self._docs.pop(split, None)  # the token stream replaces the text in memory
         n = len(stream[0])
         if n < self.seq_len + 1:
             raise DataError(f"the {split} split of {self.dataset!r} has {n} tokens, fewer than "
@@ -190,7 +193,10 @@ class TextLMData:
     def num_train_windows(self) -> int:
         """Training examples per epoch."""
         n = len(self.tokens("train")[0])
-        return (n - self.seq_len - 1) // self.train_stride + 1
+        windows = (n - self.seq_len - 1) // self.train_stride + 1
+        if windows >= 2**32:  # grain's index_shuffle works on 32-bit indices
+            raise DataError(f"{windows} training windows exceed 2**32: raise train_stride")
+        return windows
 
     def num_eval_windows(self) -> int:
         """Non-overlapping eval windows (stride L) in the eval split."""
@@ -202,7 +208,8 @@ class TextLMData:
         L = self.seq_len
         idx_BxL1 = np.asarray(starts, dtype=np.int64)[:, None] + np.arange(L + 1)
         win_BxL1 = tokens[idx_BxL1]
-        batch = {"inputs": win_BxL1[:, :-1], "targets": win_BxL1[:, 1:]}
+        batch = {"inputs": np.ascontiguousarray(win_BxL1[:, :-1]),
+                 "targets": np.ascontiguousarray(win_BxL1[:, 1:])}
         B = len(idx_BxL1)
         if self.pack == "stream":
             batch["segment_ids"] = np.ones((B, L), np.int32)
@@ -236,7 +243,9 @@ class TextLMData:
         stride = self.train_stride
         windows = grain.MapDataset.range(self.num_train_windows)
         examples = windows.shuffle(seed=self._shuffle_seed).repeat()  # new order per epoch
-        local_batches = examples.batch(local)[process_index::process_count]
+        # drop_remainder: grain sizes a kept remainder with a float ceil, which
+        # overflows on an infinite (sys.maxsize) parent.
+        local_batches = examples.batch(local, drop_remainder=True)[process_index::process_count]
         return local_batches.map(lambda w: self.make_batch("train", np.asarray(w) * stride))
 
     def train_batches(self, global_batch: int, start_step: int = 0, process_index: int = 0,
@@ -259,11 +268,13 @@ class TextLMData:
         if num_batches is None:
             num_batches = available
         elif num_batches > available:
-            log.warning("eval: %d batches asked, the %s split holds %d; using %d",
-                        num_batches, self.eval_split, available, available)
+            if not self._warned_eval_cap:  # once: evaluation runs many times per run
+                log.warning("eval: %d batches of %d asked, the %s split holds %d; using all %d",
+                            num_batches, global_batch, self.eval_split, available, available)
+                self._warned_eval_cap = True
             num_batches = available
         windows = grain.MapDataset.range(num_batches * global_batch)
-        ds = windows.batch(local)[process_index::process_count]
+        ds = windows.batch(local, drop_remainder=True)[process_index::process_count]
         ds = ds.map(lambda w: self.make_batch(self.eval_split, np.asarray(w) * self.seq_len))
         return iter(ds.to_iter_dataset(self._read_options()))
 

@@ -78,7 +78,8 @@ class CharTokenizer:
         ids = _ids_list(ids)
         bad = [i for i in ids if not 0 <= i < self.vocab_size]
         if bad:
-            raise ValueError(f"ids {bad[:5]} are outside the char vocabulary [0, {self.vocab_size})")
+            raise ValueError(f"ids {bad[:5]} are outside the char vocabulary "
+                             f"[0, {self.vocab_size})")
         return "".join(self.chars[i] for i in ids)
 
     def save(self, directory) -> pathlib.Path:
@@ -164,8 +165,14 @@ def train_sentencepiece(texts: str | os.PathLike | Iterable, out_prefix: str | o
         allow_whitespace_only_pieces=True, split_digits=True, num_threads=os.cpu_count() or 1,
         hard_vocab_limit=False, minloglevel=2, max_sentence_length=1 << 16)
     options.update(trainer_kwargs)
-    spm.SentencePieceTrainer.train(sentence_iterator=_training_chunks(texts),
-                                   model_writer=writer, **options)
+    try:
+        spm.SentencePieceTrainer.train(sentence_iterator=_training_chunks(texts),
+                                       model_writer=writer, **options)
+    except RuntimeError as e:
+        msg = str(e).splitlines()[0]
+        hint = (" (with byte_fallback the vocabulary also holds 256 byte pieces)"
+                if byte_fallback and "vocab" in msg.lower() else "")
+        raise ValueError(f"SentencePiece training failed: {msg}{hint}") from None
     out.write_bytes(writer.getvalue())
     return SentencePieceTokenizer(out)
 

@@ -1,0 +1,166 @@
+"""The decoder: causality, masks, grouped-query attention, KV cache, scan and remat."""
+import dataclasses
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from gptjax.attention import attention_mask, xla_attention
+from gptjax.config import ModelSpec
+from gptjax.generate import generate, generate_without_cache
+from gptjax.transformer import Transformer
+
+GPT2 = ModelSpec(flavour="gpt2", n_layer=2, n_head=4, d_model=32, vocab_size=50, max_seq_len=24)
+LLAMA = ModelSpec(flavour="llama", n_layer=2, n_head=4, n_kv_head=2, d_model=32, vocab_size=50,
+                  max_seq_len=24, tie_embeddings=False)
+
+
+def init(spec, length=16, seed=0):
+    tokens = jnp.zeros((2, length), jnp.int32)
+    return nn.meta.unbox(Transformer(spec).init(jax.random.key(seed), tokens))["params"]
+
+
+def tokens(b=2, l=16, seed=1, vocab=50):
+    return jnp.asarray(np.random.default_rng(seed).integers(0, vocab, (b, l)), jnp.int32)
+
+
+@pytest.mark.parametrize("spec", [GPT2, LLAMA], ids=["gpt2", "llama"])
+def test_prediction_at_t_ignores_later_tokens(spec):
+    params = init(spec)
+    x = tokens()
+    t = 7
+    changed = x.at[:, t + 1:].set((x[:, t + 1:] + 13) % spec.vocab_size)
+    a = Transformer(spec).apply({"params": params}, x)
+    b = Transformer(spec).apply({"params": params}, changed)
+    np.testing.assert_allclose(a[:, : t + 1], b[:, : t + 1], atol=1e-6)
+    assert not np.allclose(a[:, t + 1:], b[:, t + 1:], atol=1e-3)
+
+
+@pytest.mark.parametrize("spec", [GPT2, LLAMA], ids=["gpt2", "llama"])
+def test_gradient_of_early_logits_is_zero_for_later_inputs(spec):
+    params = init(spec)
+    x = tokens()
+    model = Transformer(spec)
+
+    def early_logits(emb):
+        return model.apply({"params": params}, embeds_BxLxE=emb)[:, :5].sum()
+
+    emb = model.apply({"params": params}, x, method=Transformer.embed)
+    g = jax.grad(early_logits)(emb)
+    assert float(jnp.abs(g[:, 5:]).max()) == 0.0
+    assert float(jnp.abs(g[:, :5]).max()) > 0.0
+
+
+def test_mask_combines_causal_padding_segments_and_prefix():
+    idx = jnp.arange(6)[None]
+    seg = jnp.array([[1, 1, 2, 2, 2, 0]])
+    m = np.asarray(attention_mask(idx, idx, seg, seg))[0, 0]
+    expected = np.zeros((6, 6), bool)
+    for q in range(6):
+        for k in range(6):
+            expected[q, k] = k <= q and seg[0, k] != 0 and seg[0, q] == seg[0, k]
+    np.testing.assert_array_equal(m, expected)
+    # prefix-LM: the first 3 positions see each other both ways, later ones are causal
+    ones = jnp.ones((1, 6), jnp.int32)
+    p = np.asarray(attention_mask(idx, idx, ones, ones, jnp.array([3])))[0, 0]
+    assert p[0, 2] and p[1, 2] and not p[0, 3] and p[4, 3] and not p[3, 4]
+    assert p[5].all()
+
+
+def test_segments_do_not_see_each_other():
+    """Two documents packed in one row give the same outputs as each alone."""
+    spec = GPT2
+    params = init(spec)
+    a, b = tokens(1, 6, seed=3), tokens(1, 10, seed=4)
+    packed = jnp.concatenate([a, b], axis=1)
+    seg = jnp.array([[1] * 6 + [2] * 10])
+    pos = jnp.array([list(range(6)) + list(range(10))])
+    model = Transformer(spec)
+    out = model.apply({"params": params}, packed, pos, seg)
+    np.testing.assert_allclose(out[:, :6], model.apply({"params": params}, a), atol=1e-5)
+    np.testing.assert_allclose(out[:, 6:], model.apply({"params": params}, b), atol=1e-5)
+
+
+def test_grouped_query_equals_multi_head_with_repeated_kv():
+    rng = np.random.default_rng(0)
+    q = jnp.asarray(rng.normal(size=(2, 5, 4, 8)), jnp.float32)
+    k = jnp.asarray(rng.normal(size=(2, 5, 2, 8)), jnp.float32)
+    v = jnp.asarray(rng.normal(size=(2, 5, 2, 8)), jnp.float32)
+    idx = jnp.broadcast_to(jnp.arange(5), (2, 5))
+    mask = attention_mask(idx, idx)
+    gqa = xla_attention(q, k, v, mask)
+    mha = xla_attention(q, jnp.repeat(k, 2, axis=2), jnp.repeat(v, 2, axis=2), mask)
+    np.testing.assert_allclose(gqa, mha, atol=1e-5)
+    ref = jax.nn.dot_product_attention(q, k, v, is_causal=True)
+    np.testing.assert_allclose(gqa, ref, atol=1e-5)
+
+
+@pytest.mark.parametrize("spec", [GPT2, LLAMA], ids=["gpt2", "llama"])
+def test_kv_cache_decoding_matches_full_forward(spec):
+    params = init(spec)
+    x = tokens(2, 12)
+    full = Transformer(spec).apply({"params": params}, x)
+    model = Transformer(spec, decode=True)
+    cache = model.init(jax.random.key(0), x[:, :1])["cache"]
+    cache = jax.tree.map(jnp.zeros_like, cache)
+    logits, v = model.apply({"params": params, "cache": cache}, x[:, :5], jnp.broadcast_to(jnp.arange(5), (2, 5)),
+                            mutable=["cache"])
+    steps = [logits]
+    for i in range(5, 12):
+        logits, v = model.apply({"params": params, "cache": v["cache"]}, x[:, i:i + 1], jnp.full((2, 1), i),
+                                mutable=["cache"])
+        steps.append(logits)
+    np.testing.assert_allclose(jnp.concatenate(steps, axis=1), full, atol=1e-5)
+
+
+@pytest.mark.parametrize("spec", [GPT2, LLAMA], ids=["gpt2", "llama"])
+@pytest.mark.parametrize("temperature,top_k,top_p", [(0.0, 0, 1.0), (1.0, 0, 1.0), (0.9, 5, 0.8)])
+def test_sampling_with_cache_equals_recomputing(spec, temperature, top_k, top_p):
+    params = init(spec)
+    prompt = tokens(3, 4)
+    rng = jax.random.key(5)
+    fast = generate(params, spec, prompt, 15, rng, temperature, top_k, top_p)
+    slow = generate_without_cache(params, spec, prompt, 15, rng, temperature, top_k, top_p)
+    np.testing.assert_array_equal(np.asarray(fast), np.asarray(slow))
+
+
+def test_generation_past_the_context_window_continues():
+    params = init(GPT2)
+    out = generate(params, GPT2, tokens(1, 4), 60, jax.random.key(0), 1.0)
+    assert out.shape == (1, 64)
+    assert int(out.max()) < GPT2.vocab_size
+
+
+def test_scan_over_layers_equals_unrolled_layers():
+    spec = dataclasses.replace(LLAMA, scan_layers=True)
+    unrolled = init(LLAMA)
+    stacked = {k: v for k, v in unrolled.items() if not k.startswith("h_")}
+    stacked["layers"] = jax.tree.map(lambda *xs: jnp.stack(xs), *[unrolled[f"h_{i}"] for i in range(LLAMA.n_layer)])
+    x = tokens()
+    np.testing.assert_allclose(Transformer(spec).apply({"params": stacked}, x),
+                               Transformer(LLAMA).apply({"params": unrolled}, x), atol=1e-5)
+
+
+@pytest.mark.parametrize("policy", ["full", "dots", "dots_no_batch"])
+def test_remat_gives_identical_gradients(policy):
+    params = init(GPT2)
+    x = tokens()
+
+    def loss(p, spec):
+        return Transformer(spec).apply({"params": p}, x).mean()
+
+    g_plain = jax.grad(loss)(params, GPT2)
+    g_remat = jax.grad(loss)(params, dataclasses.replace(GPT2, remat=policy))
+    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, atol=1e-6), g_plain, g_remat)
+
+
+def test_bf16_compute_keeps_f32_params():
+    spec = dataclasses.replace(GPT2, dtype="bfloat16")
+    params = init(spec)
+    assert all(p.dtype == jnp.float32 for p in jax.tree.leaves(params))
+    out = Transformer(spec).apply({"params": params}, tokens())
+    assert out.dtype == jnp.float32  # logits upcast for the loss
+    ref = Transformer(GPT2).apply({"params": params}, tokens())
+    assert float(jnp.abs(out - ref).max()) < 0.1

@@ -1,0 +1,131 @@
+"""Tokenizers: round trips, saved/loaded ids, char vocabulary of tiny Shakespeare."""
+import pytest
+
+from gptjax.data import tokenizers
+from gptjax.data.tokenizers import (ByteTokenizer, CharTokenizer, SentencePieceTokenizer,
+                                    load_tokenizer, make_tokenizer, train_sentencepiece)
+
+# Sonnets 18 and 29 (public domain): a small real text to train SentencePiece on.
+SONNETS = """Shall I compare thee to a summer's day?
+Thou art more lovely and more temperate:
+Rough winds do shake the darling buds of May,
+And summer's lease hath all too short a date:
+Sometime too hot the eye of heaven shines,
+And often is his gold complexion dimm'd;
+And every fair from fair sometime declines,
+By chance, or nature's changing course, untrimm'd;
+But thy eternal summer shall not fade,
+Nor lose possession of that fair thou ow'st;
+Nor shall Death brag thou wander'st in his shade,
+When in eternal lines to time thou grow'st;
+So long as men can breathe or eyes can see,
+So long lives this, and this gives life to thee.
+
+When, in disgrace with fortune and men's eyes,
+I all alone beweep my outcast state,
+And trouble deaf heaven with my bootless cries,
+And look upon myself and curse my fate,
+Wishing me like to one more rich in hope,
+Featured like him, like him with friends possess'd,
+Desiring this man's art and that man's scope,
+With what I most enjoy contented least;
+Yet in these thoughts myself almost despising,
+Haply I think on thee, and then my state,
+Like to the lark at break of day arising
+From sullen earth, sings hymns at heaven's gate;
+For thy sweet love remember'd such wealth brings
+That then I scorn to change my state with kings.
+"""
+
+
+def test_char_round_trip_and_sorted_vocab():
+    tok = CharTokenizer.from_text("hello world\n")
+    assert tok.chars == sorted(set("hello world\n"))
+    assert tok.vocab_size == 9
+    ids = tok.encode("low\nhold")
+    assert ids == [tok.chars.index(c) for c in "low\nhold"]
+    assert tok.decode(ids) == "low\nhold"
+    assert tok.eos_id is None and tok.name == "char"
+
+
+def test_char_unknown_character_names_it():
+    tok = CharTokenizer.from_text("abc")
+    with pytest.raises(ValueError, match=r"'z'.*not in the char vocabulary"):
+        tok.encode("abz")
+    with pytest.raises(ValueError, match="outside"):
+        tok.decode([0, 3])
+
+
+def test_char_vocab_of_tiny_shakespeare_is_65(data_dir):
+    text = (data_dir / "tinyshakespeare" / "input.txt").read_text(encoding="utf-8")
+    assert len(text) == 1_115_394
+    tok = CharTokenizer.from_text(text)
+    assert tok.vocab_size == 65
+    assert tok.decode(tok.encode(text[:5000])) == text[:5000]
+
+
+def test_byte_round_trip_unicode_and_eos():
+    text = "Zürich — naïve ✓\n"
+    tok = ByteTokenizer()
+    assert tok.vocab_size == 256 and tok.eos_id is None
+    assert tok.encode(text) == list(text.encode("utf-8"))
+    assert tok.decode(tok.encode(text)) == text
+    eos = ByteTokenizer(add_eos=True)
+    assert (eos.vocab_size, eos.eos_id) == (257, 256)
+    assert eos.decode(eos.encode("ab") + [256]) == "ab"  # EOS carries no text
+
+
+@pytest.mark.parametrize("model_type", ["bpe", "unigram"])
+def test_sentencepiece_trains_and_round_trips(tmp_path, model_type):
+    corpus = tmp_path / "sonnets.txt"
+    corpus.write_text(SONNETS, encoding="utf-8")
+    tok = train_sentencepiece(str(corpus), tmp_path / "sp" / "m", vocab_size=420,
+                              model_type=model_type)
+    assert (tmp_path / "sp" / "m.model").is_file()
+    assert 305 < tok.vocab_size <= 420
+    assert tok.eos_id is not None
+    ids = tok.encode(SONNETS)
+    assert len(ids) < len(SONNETS) / 1.5  # it learned merges, not just characters
+    assert tok.decode(ids) == SONNETS  # newlines survive
+    odd = "  two spaces,\n\nZürich ✓ unseen\n"
+    assert tok.decode(tok.encode(odd)) == odd  # byte fallback for unseen characters
+
+
+def test_sentencepiece_from_strings_and_bad_type(tmp_path):
+    tok = train_sentencepiece([SONNETS], tmp_path / "m", vocab_size=400)
+    assert tok.decode(tok.encode("Shall I compare thee")) == "Shall I compare thee"
+    with pytest.raises(ValueError, match="bpe' or 'unigram"):
+        train_sentencepiece([SONNETS], tmp_path / "x", vocab_size=400, model_type="word2")
+    with pytest.raises(ValueError, match="256 byte pieces"):
+        train_sentencepiece([SONNETS], tmp_path / "y", vocab_size=100)
+
+
+def test_save_load_all_kinds(tmp_path):
+    sp = train_sentencepiece([SONNETS], tmp_path / "m", vocab_size=400)
+    for i, tok in enumerate([CharTokenizer.from_text(SONNETS), ByteTokenizer(add_eos=True), sp]):
+        d = tmp_path / f"run{i}" / "tokenizer"
+        tok.save(d)
+        back = load_tokenizer(d)
+        assert type(back) is type(tok)
+        assert (back.vocab_size, back.eos_id, back.name) == (tok.vocab_size, tok.eos_id, tok.name)
+        assert back.encode(SONNETS) == tok.encode(SONNETS)
+        assert back.fingerprint() == tok.fingerprint()
+    # the run folder owns a copy of the SentencePiece model
+    (tmp_path / "m.model").unlink()
+    assert load_tokenizer(tmp_path / "run2" / "tokenizer").decode(sp.encode("fair")) == "fair"
+
+
+def test_make_tokenizer_and_errors(tmp_path):
+    assert make_tokenizer("char", text="ba").chars == ["a", "b"]
+    assert make_tokenizer("byte", add_eos=True).vocab_size == 257
+    sp = train_sentencepiece([SONNETS], tmp_path / "m", vocab_size=400)
+    assert isinstance(make_tokenizer("sentencepiece", model=tmp_path / "m.model"),
+                      SentencePieceTokenizer)
+    assert sp.vocab_size == make_tokenizer("sentencepiece", model=tmp_path / "m.model").vocab_size
+    with pytest.raises(ValueError, match="unknown tokenizer kind"):
+        make_tokenizer("words")
+    with pytest.raises(ValueError, match="text="):
+        make_tokenizer("char")
+    with pytest.raises(FileNotFoundError, match="no saved tokenizer"):
+        load_tokenizer(tmp_path / "empty")
+    assert isinstance(CharTokenizer.from_text("x"), tokenizers.Tokenizer)

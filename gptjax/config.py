@@ -21,6 +21,31 @@ class ConfigError(ValueError):
     """A bad experiment, override or shape; the message says what would be right."""
 
 
+# Config sections that come in several kinds (text or multimodal data, media
+# encoders) carry a `kind` field; from_dict finds their class here.
+CONFIG_KINDS: dict[str, type] = {}
+# modules that register further kinds when imported (looked up on a miss)
+KIND_PROVIDERS = ("gptjax.multimodal_config",)
+
+
+def config_kind(cls):
+    """Class decorator: register a config dataclass under its default `kind`."""
+    CONFIG_KINDS[cls.kind] = cls
+    return cls
+
+
+def _kind_class(kind: str):
+    if kind not in CONFIG_KINDS:
+        for module in KIND_PROVIDERS:
+            try:
+                importlib.import_module(module)
+            except ImportError:
+                pass
+    if kind not in CONFIG_KINDS:
+        raise ConfigError(f"unknown config kind {kind!r}; known: {', '.join(sorted(CONFIG_KINDS))}")
+    return CONFIG_KINDS[kind]
+
+
 @dataclasses.dataclass(frozen=True)
 class ModelSpec:
     """A decoder-only Transformer. `flavour` picks GPT-2 or LLaMA defaults."""
@@ -111,6 +136,7 @@ class Optimizer:
     grad_accum: int = 1  # micro-batches per step; batch_size is the whole step's batch
 
 
+@config_kind
 @dataclasses.dataclass(frozen=True)
 class TextData:
     """A text corpus: a builder of ours (tinyshakespeare, text files) or a stock TFDS name."""
@@ -123,6 +149,22 @@ class TextData:
     data_dir: str = ""  # TFDS data dir; empty: the gptjax cache
     text_key: str = "text"  # feature holding text in a stock TFDS dataset
     pack: str = "stream"  # stream (nanoGPT) | segments (documents masked apart)
+    kind: str = "text"
+
+    def validate(self, exp: "Experiment") -> None:
+        if self.tokenizer not in ("char", "byte", "sentencepiece"):
+            raise ConfigError(f"data.tokenizer={self.tokenizer!r}: expected char, byte or sentencepiece")
+        if self.pack not in ("stream", "segments"):
+            raise ConfigError(f"data.pack={self.pack!r}: expected stream or segments")
+
+    def build(self, exp: "Experiment", tokenizer_dir=None):
+        """The language-modelling data object the training loop reads."""
+        from gptjax.data.text_pipeline import TextLMData
+
+        return TextLMData(dataset=self.dataset, tokenizer=self.tokenizer, seq_len=exp.model.max_seq_len,
+                          seed=exp.train.seed, files=self.files, data_dir=self.data_dir, sp_model=self.sp_model,
+                          sp_vocab_size=self.sp_vocab_size, text_key=self.text_key, pack=self.pack,
+                          tokenizer_dir=tokenizer_dir)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -152,9 +194,10 @@ class Experiment:
     model: ModelSpec = ModelSpec()
     schedule: Schedule = Schedule()
     optimizer: Optimizer = Optimizer()
-    data: TextData = TextData()
+    data: Any = TextData()  # a config with `kind` and `build(exp, tokenizer_dir)`
     train: Train = Train()
     mesh: Mesh = Mesh()
+    media: Any = None  # multimodal: encoders and projectors (see gptjax/multimodal_config.py)
     name: str = "experiment"
 
     def to_dict(self) -> dict:
@@ -196,10 +239,10 @@ class Experiment:
                               f"optimizer.grad_accum={self.optimizer.grad_accum}")
         if self.schedule.kind not in ("warmup_cosine", "wsd", "constant"):
             raise ConfigError(f"schedule.kind={self.schedule.kind!r}: expected warmup_cosine, wsd or constant")
-        if self.data.tokenizer not in ("char", "byte", "sentencepiece"):
-            raise ConfigError(f"data.tokenizer={self.data.tokenizer!r}: expected char, byte or sentencepiece")
-        if self.data.pack not in ("stream", "segments"):
-            raise ConfigError(f"data.pack={self.data.pack!r}: expected stream or segments")
+        if hasattr(self.data, "validate"):
+            self.data.validate(self)
+        if self.media is not None and hasattr(self.media, "validate"):
+            self.media.validate(self)
         for axis in ("data", "fsdp", "tensor"):
             v = getattr(self.mesh, axis)
             if v == 0 or v < -1:
@@ -211,16 +254,23 @@ class Experiment:
 
 # ---------------------------------------------------------------- overrides
 
-def _field_types(cls) -> dict[str, Any]:
+def _field_types(obj_or_cls) -> dict[str, Any]:
+    """Field name -> type; `Any` fields report the type of the value they hold."""
+    cls = obj_or_cls if isinstance(obj_or_cls, type) else type(obj_or_cls)
     hints = typing.get_type_hints(cls)
-    return {f.name: hints[f.name] for f in dataclasses.fields(cls)}
+    types = {f.name: hints[f.name] for f in dataclasses.fields(cls)}
+    if not isinstance(obj_or_cls, type):
+        for name, typ in types.items():
+            if typ is Any:
+                types[name] = type(getattr(obj_or_cls, name))
+    return types
 
 
 def valid_keys(obj=None, prefix: str = "") -> list[str]:
     """All dotted keys of an Experiment, e.g. `model.d_model`."""
     obj = obj if obj is not None else Experiment()
     keys = []
-    for name in _field_types(type(obj)):
+    for name in _field_types(obj):
         value = getattr(obj, name)
         if dataclasses.is_dataclass(value):
             keys += valid_keys(value, f"{prefix}{name}.")
@@ -256,7 +306,7 @@ def set_key(obj, dotted: str, raw: str, _full: str | None = None):
     """Return a copy of `obj` with the dotted field replaced by `raw` parsed to its type."""
     full = _full or dotted
     head, _, rest = dotted.partition(".")
-    types = _field_types(type(obj))
+    types = _field_types(obj)
     if head not in types:
         section = full[: len(full) - len(dotted)].rstrip(".")
         options = valid_keys(obj, f"{section}." if section else "")
@@ -267,6 +317,8 @@ def set_key(obj, dotted: str, raw: str, _full: str | None = None):
             raise ConfigError(f"{full!r} is a section; set one of its fields: "
                               f"{', '.join(valid_keys(value, full + '.'))}")
         return dataclasses.replace(obj, **{head: set_key(value, rest, raw, full)})
+    if value is None and rest:
+        raise ConfigError(f"{full!r}: this experiment has no {head!r} section")
     if rest:
         raise ConfigError(f"unknown key {full!r}: {full[:len(full) - len(rest) - 1]!r} has no fields")
     return dataclasses.replace(obj, **{head: _parse(full, raw, types[head])})
@@ -289,7 +341,13 @@ def from_dict(cls, data: dict):
         if name not in types:
             raise ConfigError(f"unknown key {name!r} for {cls.__name__}")
         typ = types[name]
-        kwargs[name] = from_dict(typ, value) if dataclasses.is_dataclass(typ) else value
+        if isinstance(value, dict) and "kind" in value and not dataclasses.is_dataclass(typ):
+            typ = _kind_class(value["kind"])
+        if dataclasses.is_dataclass(typ) and isinstance(value, dict):
+            value = from_dict(typ, value)
+        elif isinstance(value, list):
+            value = tuple(value)
+        kwargs[name] = value
     return cls(**kwargs)
 
 

@@ -26,7 +26,8 @@ def load_run(workdir):
         raise config.ConfigError(f"{workdir} has no checkpoint yet")
     mesh = sharding.make_mesh(config.Mesh(1, 1, 1), jax.devices()[:1])
     tx, _ = make_optimizer(exp.optimizer, exp.schedule, exp.train.steps)
-    _, _, abstract, _ = make_state_fns(exp.model, tx, mesh)
+    example = {"inputs": np.zeros((1, exp.model.max_seq_len), np.int32)}
+    _, _, abstract, _ = make_state_fns(exp, exp.model, tx, mesh, example)
     state, _ = ckpt.restore(abstract)
     ckpt.close()
     return exp, state.params, load_tokenizer(workdir / "tokenizer")

@@ -35,9 +35,10 @@ def _single_threaded_blas():
         return contextlib.nullcontext()
     return _threadpool_limits(limits=1, user_api="blas")
 
+
 HUBER_DELTA = 1e-3
 
-# Hoffmann et al.'s initialisation grid (appendix D.2), in (a, alpha, b, beta, e).
+# Hoffmann et al.'s grid of initialisations for approach 3 (section 3.3, appendix D).
 CHINCHILLA_GRID = {
     "alpha": np.arange(0.0, 2.01, 0.5),
     "beta": np.arange(0.0, 2.01, 0.5),
@@ -269,6 +270,8 @@ def _best_fit(grid: np.ndarray, Z, logL, delta, n_starts, extra_starts=()):
         x, f = _lbfgs(theta0, Z, logL, delta)
         if np.all(np.isfinite(x)) and f < best_f:
             best_x, best_f = x, f
+    if best_x is None:
+        raise RuntimeError("L-BFGS diverged from every starting point")
     return best_x, best_f
 
 

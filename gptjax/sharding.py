@@ -91,9 +91,9 @@ def replicated(mesh: Mesh) -> NamedSharding:
     return NamedSharding(mesh, P())
 
 
-def batch_sharding(mesh: Mesh) -> NamedSharding:
-    """Batches are [batch, length]: rows over data x fsdp."""
-    return NamedSharding(mesh, P(("data", "fsdp"), None))
+def batch_sharding(mesh: Mesh, ndim: int = 2) -> NamedSharding:
+    """Batch arrays are split by rows over data x fsdp; other dimensions stay whole."""
+    return NamedSharding(mesh, P(("data", "fsdp"), *([None] * (ndim - 1))))
 
 
 @contextlib.contextmanager

@@ -27,14 +27,8 @@ log = logging.getLogger(__name__)
 
 
 def make_data(exp: Experiment, tokenizer_dir=None):
-    """The experiment's language-modelling data (train and validation windows)."""
-    from gptjax.data.text_pipeline import TextLMData
-
-    d = exp.data
-    return TextLMData(dataset=d.dataset, tokenizer=d.tokenizer, seq_len=exp.model.max_seq_len,
-                      seed=exp.train.seed, files=d.files, data_dir=d.data_dir, sp_model=d.sp_model,
-                      sp_vocab_size=d.sp_vocab_size, text_key=d.text_key, pack=d.pack,
-                      tokenizer_dir=tokenizer_dir)
+    """The experiment's data object: train_batches, eval_batches, tokenizer, vocab_size."""
+    return exp.data.build(exp, tokenizer_dir)
 
 
 def resolved_model(exp: Experiment, vocab_size: int):
@@ -49,7 +43,8 @@ def resolved_model(exp: Experiment, vocab_size: int):
 
 def fingerprint(exp: Experiment) -> dict:
     """What must match for a workdir's checkpoint to be resumed by this experiment."""
-    return {"model": dataclasses.asdict(exp.model), "data": dataclasses.asdict(exp.data)}
+    return {"model": dataclasses.asdict(exp.model), "data": dataclasses.asdict(exp.data),
+            "media": dataclasses.asdict(exp.media) if exp.media is not None else None}
 
 
 def global_batch(local: dict, shardings: dict) -> dict:
@@ -111,7 +106,8 @@ def run(exp: Experiment, workdir, *, force: bool = False, progress: bool = True,
 
     tx, schedule = make_optimizer(exp.optimizer, exp.schedule, exp.train.steps)
     t0 = time.time()
-    compiled = compile_steps(exp, spec, tx, schedule, mesh)
+    example = next(iter(data.eval_batches(exp.train.batch_size, 1, jax.process_index(), jax.process_count())))
+    compiled = compile_steps(exp, spec, tx, schedule, mesh, example)
     compile_time = time.time() - t0
     start = ckpt.latest_step()
     if start is not None:
@@ -131,20 +127,29 @@ def run(exp: Experiment, workdir, *, force: bool = False, progress: bool = True,
     bar = _progress(progress and primary, start, exp.train.steps)
     t_start = t_log = time.time()
     pending = []
+
+    def flush():
+        nonlocal pending, t_log
+        if not pending:
+            return
+        fetched = jax.device_get(pending)  # waits for the steps to finish
+        now = time.time()
+        rate = len(fetched) * tokens_per_step / max(now - t_log, 1e-9)
+        for s, m in fetched:
+            losses[s] = float(m["loss"])
+            writer.write(s, loss=m["loss"], lr=m["lr"], grad_norm=m["grad_norm"], tokens_per_sec=rate)
+        bar.update(len(fetched))
+        bar.set_postfix(loss=f"{losses[fetched[-1][0]]:.4f}", tok_s=f"{rate:,.0f}")
+        pending, t_log = [], time.time()
+
     for step in range(start, end):
         state, metrics = compiled.train_step(state, global_batch(next(batches), compiled.batch_sharding))
         pending.append((step, metrics))
         done = step + 1
         if done % exp.train.log_every == 0 or done == end:
-            now = time.time()
-            rate = len(pending) * tokens_per_step / max(now - t_log, 1e-9)
-            for s, m in jax.device_get(pending):
-                losses[s] = float(m["loss"])
-                writer.write(s, loss=m["loss"], lr=m["lr"], grad_norm=m["grad_norm"], tokens_per_sec=rate)
-            bar.update(len(pending))
-            bar.set_postfix(loss=f"{losses[step]:.4f}", tok_s=f"{rate:,.0f}")
-            pending, t_log = [], time.time()
+            flush()
         if done % exp.train.eval_every == 0 or done == exp.train.steps:
+            flush()
             ev = evaluate(compiled, state.params, data, exp)
             eval_loss = ev["eval_loss"]
             writer.write(done, **ev)

@@ -14,12 +14,11 @@ import flax.linen as nn
 import flax.struct
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 
 from gptjax import sharding
-from gptjax.transformer import Transformer
-
-BATCH_KEYS = ("inputs", "targets", "segment_ids", "positions", "loss_mask")
+from gptjax.models import build_model
 
 
 @flax.struct.dataclass
@@ -37,8 +36,7 @@ def cross_entropy(logits_BxLxV, targets_BxL, mask_BxL):
 
 
 def loss_fn(params, batch, model: nn.Module, rng):
-    logits = model.apply({"params": params}, batch["inputs"], batch["positions"], batch["segment_ids"],
-                         rngs={"dropout": rng})
+    logits = model.apply({"params": params}, batch, method="from_batch", rngs={"dropout": rng})
     total, count = cross_entropy(logits, batch["targets"], batch["loss_mask"])
     return total / jnp.maximum(count, 1.0), count
 
@@ -71,7 +69,7 @@ def train_step(state: TrainState, batch, *, model, tx, schedule, seed: int, grad
 
 
 def eval_step(params, batch, *, model):
-    logits = model.apply({"params": params}, batch["inputs"], batch["positions"], batch["segment_ids"])
+    logits = model.apply({"params": params}, batch, method="from_batch")
     return cross_entropy(logits, batch["targets"], batch["loss_mask"])
 
 
@@ -90,21 +88,23 @@ class Compiled:
     init: Callable
 
 
-def _init_fn(model, tx, rng, seq_len):
-    tokens = jnp.zeros((1, seq_len), jnp.int32)
-    params = model.init({"params": rng}, tokens)["params"]
-    return params
+def _init_fn(model, rng, example):
+    return model.init({"params": rng}, example, method="from_batch")["params"]
 
 
-def make_state_fns(model_spec, tx, mesh):
+def init_example(example_batch):
+    """A one-row stand-in for a batch, enough to create the parameters."""
+    return {k: jnp.zeros((1, *v.shape[1:]), v.dtype) for k, v in example_batch.items()}
+
+
+def make_state_fns(exp, model_spec, tx, mesh, example_batch):
     """Logical specs, shardings and an init function producing a sharded TrainState."""
-    model = Transformer(model_spec)
-    seq_len = min(model_spec.max_seq_len, 8)
-    boxed = jax.eval_shape(functools.partial(_init_fn, model, tx, seq_len=seq_len), jax.random.key(0))
+    model = build_model(exp, model_spec)
+    boxed = jax.eval_shape(lambda rng: _init_fn(model, rng, init_example(example_batch)), jax.random.key(0))
     logical_params = nn.get_partition_spec(boxed)
 
     def init(rng):
-        params = nn.meta.unbox(_init_fn(model, tx, rng, seq_len))
+        params = nn.meta.unbox(_init_fn(model, rng, init_example(example_batch)))
         return TrainState(step=jnp.zeros((), jnp.int32), params=params, opt_state=tx.init(params))
 
     abstract = jax.eval_shape(init, jax.random.key(0))
@@ -120,11 +120,12 @@ def make_state_fns(model_spec, tx, mesh):
     return init, state_sharding, abstract, logical_params
 
 
-def compile_steps(exp, model_spec, tx, schedule, mesh) -> Compiled:
-    init, state_sharding, abstract, logical = make_state_fns(model_spec, tx, mesh)
-    batch_sharding = {k: sharding.batch_sharding(mesh) for k in BATCH_KEYS}
-    train_model = Transformer(model_spec, deterministic=model_spec.dropout == 0.0)
-    eval_model = Transformer(model_spec)
+def compile_steps(exp, model_spec, tx, schedule, mesh, example_batch) -> Compiled:
+    """Jit and compile init, train and eval steps for batches shaped like `example_batch`."""
+    init, state_sharding, abstract, logical = make_state_fns(exp, model_spec, tx, mesh, example_batch)
+    batch_sharding = {k: sharding.batch_sharding(mesh, np.ndim(v)) for k, v in example_batch.items()}
+    train_model = build_model(exp, model_spec, deterministic=model_spec.dropout == 0.0)
+    eval_model = build_model(exp, model_spec)
     repl = sharding.replicated(mesh)
     step = jax.jit(functools.partial(train_step, model=train_model, tx=tx, schedule=schedule,
                                      seed=exp.train.seed, grad_accum=exp.optimizer.grad_accum),
@@ -135,10 +136,8 @@ def compile_steps(exp, model_spec, tx, schedule, mesh) -> Compiled:
     init = jax.jit(init, out_shardings=state_sharding)
     # compile ahead of time under the mesh and logical rules, so activation
     # constraints take effect and the compile cost is paid (and timed) once
-    micro = exp.train.batch_size
-    abstract_batch = {k: jax.ShapeDtypeStruct((micro, model_spec.max_seq_len),
-                                              jnp.float32 if k == "loss_mask" else jnp.int32,
-                                              sharding=batch_sharding[k]) for k in BATCH_KEYS}
+    abstract_batch = {k: jax.ShapeDtypeStruct((exp.train.batch_size, *np.shape(v)[1:]), np.asarray(v).dtype,
+                                              sharding=batch_sharding[k]) for k, v in example_batch.items()}
     # (initialisation is traced outside the rules: DenseGeneral initialises flat
     # kernels, which its logical annotations would not fit)
     init = init.lower(jax.ShapeDtypeStruct((), jax.random.key(0).dtype)).compile()

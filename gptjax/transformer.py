@@ -110,6 +110,10 @@ class Transformer(nn.Module):
         """Token embeddings (before positions); multimodal models splice media in here."""
         return self.wte(tokens_BxL)
 
+    def from_batch(self, batch):
+        """Logits for a training batch (inputs, positions, segment_ids)."""
+        return self(batch["inputs"], batch.get("positions"), batch.get("segment_ids"), batch.get("prefix_len"))
+
     def __call__(self, tokens_BxL=None, positions_BxL=None, segment_ids_BxL=None, prefix_len_B=None,
                  embeds_BxLxE=None):
         s = self.spec

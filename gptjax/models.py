@@ -1,0 +1,11 @@
+"""Which network an experiment trains: the text decoder, or a multimodal model around it."""
+from __future__ import annotations
+
+from gptjax.transformer import Transformer
+
+
+def build_model(exp, spec, *, decode: bool = False, deterministic: bool = True):
+    """A flax module with `from_batch(batch) -> logits_BxLxV` (what the train step calls)."""
+    if exp.media is not None:
+        return exp.media.build_model(spec, decode=decode, deterministic=deterministic)
+    return Transformer(spec, decode=decode, deterministic=deterministic)

@@ -19,6 +19,11 @@ def parse_args(argv=None):
     p.add_argument("--force", action="store_true", help="discard checkpoints of a different experiment")
     p.add_argument("--no_progress", action="store_true", help="no progress bar (logs only)")
     p.add_argument("--list_keys", action="store_true", help="print every overridable key and exit")
+    p.add_argument("--dry_run", action="store_true",
+                   help="print per-device memory and parameter shardings for the mesh, without training")
+    p.add_argument("--coordinator", default="", help="multi-process: coordinator host:port (explicit mode)")
+    p.add_argument("--num_processes", type=int, default=0, help="multi-process: number of processes")
+    p.add_argument("--process_id", type=int, default=-1, help="multi-process: this process's index")
     return p.parse_args(argv)
 
 
@@ -29,10 +34,21 @@ def main(argv=None):
         print("\n".join(valid_keys()))
         return
     exp = resolve_experiment(args.experiment, args.overrides)
+    from gptjax.distributed import initialize
+
+    initialize(args.coordinator, args.num_processes, args.process_id)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     for name in ("absl", "orbax", "jax._src"):
         logging.getLogger(name).setLevel(logging.WARNING)
-    print(exp.to_json())
+    import jax
+
+    if jax.process_index() == 0:
+        print(exp.to_json())
+    if args.dry_run:
+        from gptjax.dry_run import report
+
+        report(exp)
+        return
 
     from gptjax.sample_text import print_samples
     from gptjax.train import run

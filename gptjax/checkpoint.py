@@ -47,6 +47,34 @@ class Checkpointer:
         self.manager.close()
 
 
+def load_params(workdir) -> dict:
+    """The parameters of another run's newest checkpoint, as saved (no target structure needed)."""
+    directory = pathlib.Path(workdir).absolute() / "checkpoints"
+    manager = ocp.CheckpointManager(directory, item_names=("state", "meta"))
+    step = manager.latest_step()
+    if step is None:
+        raise FileNotFoundError(f"train.init_from={workdir}: no checkpoint found in {directory}")
+    restored = manager.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore()))
+    manager.close()
+    return restored["state"]["params"]
+
+
+def merge_params(params, source) -> tuple[object, list[str]]:
+    """Copy leaves of `source` into `params` where the path and shape match; return what was copied."""
+    flat_src = {jax.tree_util.keystr(k): v for k, v in jax.tree_util.tree_leaves_with_path(source)}
+    copied = []
+
+    def take(path, leaf):
+        key = jax.tree_util.keystr(path)
+        src = flat_src.get(key)
+        if src is not None and tuple(src.shape) == tuple(leaf.shape):
+            copied.append(key)
+            return jax.device_put(jax.numpy.asarray(src, leaf.dtype), leaf.sharding)
+        return leaf
+
+    return jax.tree_util.tree_map_with_path(take, params), copied
+
+
 def abstract_like(tree):
     """ShapeDtypeStructs (with shardings) of a pytree of arrays."""
     return jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding), tree)

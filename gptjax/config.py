@@ -178,6 +178,7 @@ class Train:
     keep_checkpoints: int = 3
     log_every: int = 10
     sample_tokens: int = 200  # printed at the end of a run; 0 disables
+    init_from: str = ""  # another run's workdir: start from its parameters where names and shapes match
 
 
 @dataclasses.dataclass(frozen=True)

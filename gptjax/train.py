@@ -17,7 +17,7 @@ import jax
 import numpy as np
 
 from gptjax import sharding
-from gptjax.checkpoint import Checkpointer
+from gptjax.checkpoint import Checkpointer, load_params, merge_params
 from gptjax.config import ConfigError, Experiment
 from gptjax.metrics import MetricsWriter
 from gptjax.optim import make_optimizer
@@ -115,6 +115,10 @@ def run(exp: Experiment, workdir, *, force: bool = False, progress: bool = True,
         log.info("resumed from step %d", start)
     else:
         state, start = compiled.init(jax.random.key(exp.train.seed)), 0
+        if exp.train.init_from:
+            params, copied = merge_params(state.params, load_params(exp.train.init_from))
+            state = state.replace(params=params)
+            log.info("initialised %d parameter arrays from %s", len(copied), exp.train.init_from)
     n_params = sum(int(np.prod(x.shape)) for x in jax.tree.leaves(state.params))
     log.info("model: %s parameters; compile %.1fs; mesh %s", f"{n_params:,}", compile_time, dict(mesh.shape))
 

@@ -8,7 +8,8 @@ shakespeare_char_cpu.py there).
 from gptjax.config import Experiment, ModelSpec, Optimizer, Schedule, TextData, Train
 
 EXPERIMENT = Experiment(
-    model=ModelSpec(flavour="gpt2", n_layer=6, n_head=6, d_model=384, max_seq_len=256, dropout=0.2),
+    model=ModelSpec(flavour="gpt2", n_layer=6, n_head=6, d_model=384, max_seq_len=256, dropout=0.2,
+                    bias=False),
     schedule=Schedule("warmup_cosine", peak_lr=1e-3, warmup_steps=100, end_lr=1e-4),
     optimizer=Optimizer(b1=0.9, b2=0.99, weight_decay=0.1, clip_norm=1.0),
     data=TextData("tinyshakespeare", tokenizer="char"),

@@ -156,7 +156,7 @@ class Attention(nn.Module):
             nn.initializers.normal(0.02 / (2 * s.n_layer) ** 0.5), ("heads", "kv", "embed")),
             (h, d, s.d_model), jnp.dtype(s.param_dtype))
         y = jnp.einsum("blhd,hde->ble", out, w_out.astype(dtype))
-        if not s.is_llama:
+        if s.use_bias:
             y = y + self.param("out_bias", nn.with_logical_partitioning(nn.initializers.zeros, ("embed",)),
                                (s.d_model,), jnp.dtype(s.param_dtype)).astype(dtype)
         return nn.Dropout(s.dropout)(y, deterministic=deterministic)
@@ -169,7 +169,7 @@ class Attention(nn.Module):
                        (s.d_model, *shape), jnp.dtype(s.param_dtype))
         letters = "xyz"[:len(shape)]
         y = jnp.einsum(f"ble,e{letters}->bl{letters}", x_BxLxE, w.astype(x_BxLxE.dtype))
-        if not s.is_llama:
+        if s.use_bias:
             y = y + self.param(f"{name}_bias", nn.with_logical_partitioning(nn.initializers.zeros, axes),
                                shape, jnp.dtype(s.param_dtype)).astype(x_BxLxE.dtype)
         return y

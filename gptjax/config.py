@@ -60,6 +60,7 @@ class ModelSpec:
     max_seq_len: int = 256
     dropout: float = 0.0
     tie_embeddings: bool = True
+    bias: bool = True  # gpt2: biases in linear layers and LayerNorms (llama never has them)
     rope_theta: float = 10000.0
     norm_eps: float = 1e-5
     attention: str = "auto"  # auto | xla | cudnn | splash
@@ -88,6 +89,10 @@ class ModelSpec:
     @property
     def is_llama(self) -> bool:
         return self.flavour == "llama"
+
+    @property
+    def use_bias(self) -> bool:
+        return self.bias and not self.is_llama
 
 
 @dataclasses.dataclass(frozen=True)
@@ -134,6 +139,7 @@ class Optimizer:
     weight_decay: float = 0.1
     clip_norm: float = 1.0  # 0 disables clipping
     grad_accum: int = 1  # micro-batches per step; batch_size is the whole step's batch
+    freeze: str = ""  # regex over parameter paths (e.g. "^llm/|^image_encoder/"): matches get no updates
 
 
 @config_kind
@@ -179,6 +185,9 @@ class Train:
     log_every: int = 10
     sample_tokens: int = 200  # printed at the end of a run; 0 disables
     init_from: str = ""  # another run's workdir: start from its parameters where names and shapes match
+    nonfinite: str = "stop"  # stop | skip: what a non-finite loss or gradient does
+    max_skips: int = 10  # with nonfinite=skip: stop after this many bad steps in a row
+    spike_sigmas: float = 6.0  # log a loss spike this many running std devs above the mean; 0 off
 
 
 @dataclasses.dataclass(frozen=True)
@@ -235,6 +244,8 @@ class Experiment:
                 raise ConfigError(f"model.{key}={getattr(m, key)!r}: expected float32, bfloat16 or float16")
         if m.remat not in ("none", "full", "dots", "dots_no_batch"):
             raise ConfigError(f"model.remat={m.remat!r}: expected none, full, dots or dots_no_batch")
+        if t.nonfinite not in ("stop", "skip"):
+            raise ConfigError(f"train.nonfinite={t.nonfinite!r}: expected stop or skip")
         if t.batch_size % self.optimizer.grad_accum:
             raise ConfigError(f"train.batch_size={t.batch_size} is not divisible by "
                               f"optimizer.grad_accum={self.optimizer.grad_accum}")

@@ -109,10 +109,11 @@ def param_counts(spec: Any) -> dict:
 
     attn = d * (q_dim + 2 * kv_dim) + q_dim * d
     if gpt2:
-        attn += (q_dim + 2 * kv_dim) + d  # qkv and output biases
-        mlp = 2 * d * F + F + d  # fc + proj weights, their biases
-        norms = 2 * (2 * d)  # two LayerNorms (weight + bias)
-        final_norm = 2 * d
+        bias = bool(getattr(spec, "bias", True))  # nanoGPT's bias=False drops all of them
+        attn += bias * ((q_dim + 2 * kv_dim) + d)  # qkv and output biases
+        mlp = 2 * d * F + bias * (F + d)  # fc + proj weights, their biases
+        norms = 2 * (1 + bias) * d  # two LayerNorms (weight [+ bias])
+        final_norm = (1 + bias) * d
     else:
         mlp = 3 * d * F  # gate, up, down
         norms = 2 * d  # two RMSNorms (weight)

@@ -1,13 +1,17 @@
-"""The optimizer: Optax AdamW, weight decay on matrices only, global-norm clipping."""
+"""The optimizer: Optax AdamW, weight decay on matrices only, global-norm clipping, freezing by regex."""
 from __future__ import annotations
+
+import re
 
 import jax
 import optax
 
 
 def decay_mask(params):
-    """Decay weight matrices and embeddings (ndim >= 2); never biases or norm scales."""
-    return jax.tree.map(lambda p: p.ndim >= 2, params)
+    """Decay weight matrices and embeddings; never biases (of any rank) or norm scales."""
+    def decays(path, p):
+        return p.ndim >= 2 and "bias" not in jax.tree_util.keystr(path)
+    return jax.tree_util.tree_map_with_path(decays, params)
 
 
 def make_optimizer(opt_cfg, schedule_cfg, total_steps: int):
@@ -18,4 +22,38 @@ def make_optimizer(opt_cfg, schedule_cfg, total_steps: int):
         parts.append(optax.clip_by_global_norm(opt_cfg.clip_norm))
     parts.append(optax.adamw(schedule, b1=opt_cfg.b1, b2=opt_cfg.b2, eps=opt_cfg.eps,
                              weight_decay=opt_cfg.weight_decay, mask=decay_mask))
-    return optax.chain(*parts), schedule
+    tx = optax.chain(*parts)
+    if getattr(opt_cfg, "freeze", ""):
+        tx = freeze(tx, opt_cfg.freeze)
+    return tx, schedule
+
+
+def param_path(path) -> str:
+    """'llm/h_0/attn/qkv_kernel' for a pytree key path."""
+    return "/".join(str(getattr(k, "key", getattr(k, "name", k))) for k in path)
+
+
+def freeze(tx, pattern: str):
+    """Parameters whose path matches `pattern` (re.search) get zero updates; the rest get `tx`.
+
+    Clipping then sees only the trained parameters' gradients; frozen ones keep
+    no optimizer moments and stay bit-identical.
+    """
+    from gptjax.config import ConfigError
+
+    try:
+        regex = re.compile(pattern)
+    except re.error as e:
+        raise ConfigError(f"optimizer.freeze={pattern!r} is not a valid regular expression: {e}") from None
+
+    def labels(params):
+        tree = jax.tree_util.tree_map_with_path(
+            lambda path, _: "frozen" if regex.search(param_path(path)) else "trained", params)
+        kinds = set(jax.tree.leaves(tree))
+        if kinds != {"frozen", "trained"}:
+            what = "no" if "frozen" not in kinds else "every"
+            raise ConfigError(f"optimizer.freeze={pattern!r} matches {what} parameter; paths look like "
+                              f"{param_path(jax.tree_util.tree_leaves_with_path(params)[0][0])!r}")
+        return tree
+
+    return optax.multi_transform({"trained": tx, "frozen": optax.set_to_zero()}, labels)

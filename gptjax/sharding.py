@@ -96,6 +96,29 @@ def batch_sharding(mesh: Mesh, ndim: int = 2) -> NamedSharding:
     return NamedSharding(mesh, P(("data", "fsdp"), *([None] * (ndim - 1))))
 
 
+def batch_process_slice(mesh: Mesh) -> tuple[int, int]:
+    """(index, count): which of `count` equal row blocks of each global batch this process loads.
+
+    Processes whose devices hold the same batch rows (the batch is replicated over
+    `tensor`, and a tensor group may span processes) must load the same rows, so
+    `count` is the number of distinct row blocks across processes, not the process
+    count. Where the device order puts a process's rows at several places in the
+    batch, `jax.make_array_from_process_local_data` fills them in order; the rows a
+    step sees are the same, only their order within the batch differs.
+    """
+    ways = mesh.shape["data"] * mesh.shape["fsdp"]
+    rows = batch_sharding(mesh, 1).devices_indices_map((ways,))
+    held: dict[int, set] = {}
+    for device, (sl,) in rows.items():
+        held.setdefault(device.process_index, set()).update(range(*sl.indices(ways)))
+    blocks = sorted({tuple(sorted(r)) for r in held.values()})
+    flat = [i for b in blocks for i in b]
+    if len(flat) != ways or len({len(b) for b in blocks}) != 1:
+        raise ConfigError(f"mesh {dict(mesh.shape)}: processes hold overlapping or unequal parts of the "
+                          "batch; order the mesh so that data x fsdp splits evenly over processes")
+    return blocks.index(tuple(sorted(held[jax.process_index()]))), len(blocks)
+
+
 @contextlib.contextmanager
 def activation_rules(mesh: Mesh):
     """Context under which the model's activation constraints take effect."""

@@ -19,6 +19,7 @@ import numpy as np
 from gptjax import sharding
 from gptjax.checkpoint import Checkpointer, load_params, merge_params
 from gptjax.config import ConfigError, Experiment
+from gptjax.guards import (CheckpointWriteError, NonFinitePolicy, PreemptionWatch, SpikeDetector)
 from gptjax.metrics import MetricsWriter
 from gptjax.optim import make_optimizer
 from gptjax.train_step import compile_steps
@@ -54,8 +55,9 @@ def global_batch(local: dict, shardings: dict) -> dict:
 
 def evaluate(compiled, params, data, exp: Experiment) -> dict:
     total = count = 0.0
+    mesh = next(iter(compiled.batch_sharding.values())).mesh
     for local in data.eval_batches(exp.train.batch_size, exp.train.eval_batches,
-                                   jax.process_index(), jax.process_count()):
+                                   *sharding.batch_process_slice(mesh)):
         s, c = compiled.eval_step(params, global_batch(local, compiled.batch_sharding))
         total, count = total + float(s), count + float(c)
     loss = total / max(count, 1.0)
@@ -71,6 +73,7 @@ class RunResult:
     losses: dict
     eval_loss: float | None
     wall_time: float
+    preempted: bool = False
 
 
 def prepare_workdir(exp: Experiment, workdir: pathlib.Path, ckpt: Checkpointer, force: bool) -> None:
@@ -106,7 +109,7 @@ def run(exp: Experiment, workdir, *, force: bool = False, progress: bool = True,
 
     tx, schedule = make_optimizer(exp.optimizer, exp.schedule, exp.train.steps)
     t0 = time.time()
-    example = next(iter(data.eval_batches(exp.train.batch_size, 1, jax.process_index(), jax.process_count())))
+    example = next(iter(data.eval_batches(exp.train.batch_size, 1, *sharding.batch_process_slice(mesh))))
     compiled = compile_steps(exp, spec, tx, schedule, mesh, example)
     compile_time = time.time() - t0
     start = ckpt.latest_step()
@@ -126,50 +129,89 @@ def run(exp: Experiment, workdir, *, force: bool = False, progress: bool = True,
     meta = {"fingerprint": fingerprint(resolved)}
     tokens_per_step = exp.train.batch_size * spec.max_seq_len
     end = exp.train.steps if stop_after is None else min(exp.train.steps, stop_after)
-    losses, eval_loss = {}, None
-    batches = data.train_batches(exp.train.batch_size, start, jax.process_index(), jax.process_count())
+    losses, eval_loss, preempted = {}, None, False
+    batches = data.train_batches(exp.train.batch_size, start, *sharding.batch_process_slice(mesh))
     bar = _progress(progress and primary, start, exp.train.steps)
+
+    def say(message):
+        if primary:
+            bar.write(message) if not bar.disable else print(message, flush=True)
+    watch = PreemptionWatch()
+    nonfinite = NonFinitePolicy(exp.train.nonfinite, exp.train.max_skips, ckpt.latest_step)
+    spikes = SpikeDetector(exp.train.spike_sigmas)
     t_start = t_log = time.time()
     pending = []
 
     def flush():
+        """Fetch the pending steps' metrics (waits for them), log them, apply the guards."""
         nonlocal pending, t_log
         if not pending:
             return
-        fetched = jax.device_get(pending)  # waits for the steps to finish
+        fetched = jax.device_get(pending)
         now = time.time()
         rate = len(fetched) * tokens_per_step / max(now - t_log, 1e-9)
+        pending, t_log = [], now
         for s, m in fetched:
             losses[s] = float(m["loss"])
-            writer.write(s, loss=m["loss"], lr=m["lr"], grad_norm=m["grad_norm"], tokens_per_sec=rate)
+            spike = spikes.observe(losses[s])
+            if spike:
+                log.warning("loss spike at step %d: %.4f (running mean %.4f)", s, losses[s], spikes.mean)
+            writer.write(s, loss=m["loss"], lr=m["lr"], grad_norm=m["grad_norm"], tokens_per_sec=rate,
+                         skipped=None if m["finite"] else 1.0, loss_spike=1.0 if spike else None)
+            nonfinite.observe(s, m)
         bar.update(len(fetched))
         bar.set_postfix(loss=f"{losses[fetched[-1][0]]:.4f}", tok_s=f"{rate:,.0f}")
-        pending, t_log = [], time.time()
 
-    for step in range(start, end):
-        state, metrics = compiled.train_step(state, global_batch(next(batches), compiled.batch_sharding))
-        pending.append((step, metrics))
-        done = step + 1
-        if done % exp.train.log_every == 0 or done == end:
-            flush()
-        if done % exp.train.eval_every == 0 or done == exp.train.steps:
-            flush()
-            ev = evaluate(compiled, state.params, data, exp)
-            eval_loss = ev["eval_loss"]
-            writer.write(done, **ev)
-            bar.write(f"step {done}: eval loss {eval_loss:.4f}")
-            t_log = time.time()
-        if exp.train.checkpoint_every and done % exp.train.checkpoint_every == 0 or done == exp.train.steps:
-            ckpt.save(done, state, meta, force=True)
-        if on_step is not None:
-            on_step(done, state)
-    bar.close()
-    ckpt.close()
-    writer.close()
-    return RunResult(state, spec, data, losses, eval_loss, time.time() - t_start)
+    def save(step):
+        flush()  # never checkpoint a state the guards have not seen
+        try:
+            ckpt.save(step, state, meta, force=True)
+        except Exception as e:  # noqa: BLE001 - disk full, permissions, ... are reported, not hidden
+            raise CheckpointWriteError(f"checkpoint at step {step} could not be written ({type(e).__name__}: "
+                                       f"{e}); the previous checkpoint (step {ckpt.latest_step()}) is intact")
+
+    try:
+        for step in range(start, end):
+            state, metrics = compiled.train_step(state, global_batch(next(batches), compiled.batch_sharding))
+            pending.append((step, metrics))
+            done = step + 1
+            if done % exp.train.log_every == 0 or done == end:
+                flush()
+            if done % exp.train.eval_every == 0 or done == exp.train.steps:
+                flush()
+                ev = evaluate(compiled, state.params, data, exp)
+                eval_loss = ev["eval_loss"]
+                writer.write(done, **ev)
+                say(f"step {done}: eval loss {eval_loss:.4f}")
+                t_log = time.time()
+            if exp.train.checkpoint_every and done % exp.train.checkpoint_every == 0 or done == exp.train.steps:
+                save(done)
+            if on_step is not None:
+                on_step(done, state)
+            if done < end and watch.should_stop(done):
+                if ckpt.latest_step() != done:
+                    save(done)
+                preempted = True
+                say(f"preempted: saved a checkpoint at step {done}; rerun the same command to resume")
+                break
+        flush()
+        ckpt.wait()
+    finally:
+        watch.close()
+        bar.close()
+        writer.close()
+        try:
+            ckpt.close()
+        except Exception as e:  # noqa: BLE001
+            raise CheckpointWriteError(f"the last checkpoint could not be finished ({type(e).__name__}: {e}); "
+                                       f"the newest complete one is step {ckpt.latest_step()}") from None
+    return RunResult(state, spec, data, losses, eval_loss, time.time() - t_start, preempted)
 
 
 def _progress(enabled: bool, start: int, total: int):
     from tqdm import tqdm
 
-    return tqdm(total=total, initial=start, disable=not enabled, dynamic_ncols=True, desc="train")
+    bar = tqdm(total=total, initial=start, disable=not enabled, dynamic_ncols=True, desc="train")
+    if not enabled:  # tqdm.write prints even when disabled; only process 0 should
+        bar.write = lambda *args, **kwargs: None
+    return bar

@@ -64,8 +64,15 @@ def train_step(state: TrainState, batch, *, model, tx, schedule, seed: int, grad
     grad_norm = optax.global_norm(grads)
     updates, opt_state = tx.update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
-    metrics = {"loss": loss, "grad_norm": grad_norm, "lr": schedule(state.step)}
-    return TrainState(step=state.step + 1, params=params, opt_state=opt_state), metrics
+    # a non-finite step leaves parameters and optimizer state as they were; the
+    # host decides whether to stop (train.nonfinite) and names the culprits
+    grads_finite = jax.tree.map(lambda g: jnp.all(jnp.isfinite(g)), grads)
+    finite = jnp.isfinite(loss) & jnp.all(jnp.stack(jax.tree.leaves(grads_finite)))
+    keep = lambda new, old: jax.tree.map(lambda n, o: jnp.where(finite, n, o), new, old)  # noqa: E731
+    metrics = {"loss": loss, "grad_norm": grad_norm, "lr": schedule(state.step), "finite": finite,
+               "grads_finite": grads_finite}
+    return TrainState(step=state.step + 1, params=keep(params, state.params),
+                      opt_state=keep(opt_state, state.opt_state)), metrics
 
 
 def eval_step(params, batch, *, model):

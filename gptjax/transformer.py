@@ -25,6 +25,7 @@ def _norm(spec, name):
         return nn.RMSNorm(epsilon=spec.norm_eps, dtype=spec.dtype, param_dtype=spec.param_dtype, name=name,
                           scale_init=nn.with_logical_partitioning(nn.initializers.ones, ("embed",)))
     return nn.LayerNorm(epsilon=spec.norm_eps, dtype=spec.dtype, param_dtype=spec.param_dtype, name=name,
+                        use_bias=spec.use_bias,
                         scale_init=nn.with_logical_partitioning(nn.initializers.ones, ("embed",)),
                         bias_init=nn.with_logical_partitioning(nn.initializers.zeros, ("embed",)))
 
@@ -38,7 +39,7 @@ class Mlp(nn.Module):
         s = self.spec
         init = nn.initializers.normal(0.02)
         out_init = nn.initializers.normal(0.02 / (2 * s.n_layer) ** 0.5)
-        kw = dict(dtype=s.dtype, param_dtype=s.param_dtype, use_bias=not s.is_llama)
+        kw = dict(dtype=s.dtype, param_dtype=s.param_dtype, use_bias=s.use_bias)
         if s.is_llama:  # SwiGLU: gate and up projections fused in one matmul
             w = self.param("wi_kernel", nn.with_logical_partitioning(init, ("embed", "stack", "mlp")),
                            (s.d_model, 2, s.ff_dim), s.param_dtype)

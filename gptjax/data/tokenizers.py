@@ -1,4 +1,4 @@
-"""Tokenizers: characters, bytes, SentencePiece; saved with a run so sampling
+"""Tokenizers: characters, bytes, SentencePiece, GPT-2 BPE; saved with a run so sampling
 decodes exactly as training encoded.
 
 Every tokenizer has ``name``, ``vocab_size``, ``eos_id`` (or None),
@@ -20,7 +20,7 @@ import sentencepiece as spm
 
 TOKENIZER_FILE = "tokenizer.json"
 SP_MODEL_FILE = "tokenizer.model"
-KINDS = ("char", "byte", "sentencepiece")
+KINDS = ("char", "byte", "sentencepiece", "gpt2_bpe")
 
 
 @runtime_checkable
@@ -144,6 +144,47 @@ class SentencePieceTokenizer:
         return hashlib.sha256(self._proto).hexdigest()[:16]
 
 
+class GPT2BPETokenizer:
+    """GPT-2's byte-level BPE (``vocab.json`` + ``merges.txt``), run by Hugging Face ``tokenizers``.
+
+    Built as transformers' GPT2Tokenizer builds it (byte-level pre-tokenizer
+    without a prefix space, ``<|endoftext|>`` special), so ids match theirs.
+    """
+    name = "gpt2_bpe"
+    EOS = "<|endoftext|>"
+
+    def __init__(self, vocab_file: str | os.PathLike, merges_file: str | os.PathLike):
+        try:
+            from tokenizers import Tokenizer as HFTokenizer, decoders, models, pre_tokenizers
+        except ImportError:
+            raise ImportError("the gpt2_bpe tokenizer needs Hugging Face's `tokenizers` package "
+                              "(pip install -r requirements-interop.txt)") from None
+        self._vocab, self._merges = pathlib.Path(vocab_file).read_bytes(), pathlib.Path(merges_file).read_bytes()
+        self._tok = HFTokenizer(models.BPE.from_file(str(vocab_file), str(merges_file)))
+        self._tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+        self._tok.decoder = decoders.ByteLevel()
+        self.eos_id = self._tok.token_to_id(self.EOS)
+        if self.eos_id is not None:
+            self._tok.add_special_tokens([self.EOS])
+        self.vocab_size = self._tok.get_vocab_size(with_added_tokens=True)
+
+    def encode(self, text: str) -> list[int]:
+        return self._tok.encode(text, add_special_tokens=False).ids
+
+    def decode(self, ids: Iterable[int]) -> str:
+        return self._tok.decode(_ids_list(ids), skip_special_tokens=False)
+
+    def save(self, directory) -> pathlib.Path:
+        directory = pathlib.Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        (directory / "vocab.json").write_bytes(self._vocab)
+        (directory / "merges.txt").write_bytes(self._merges)
+        return _write_json(directory, {"kind": "gpt2_bpe", "vocab_file": "vocab.json", "merges_file": "merges.txt"})
+
+    def fingerprint(self) -> str:
+        return hashlib.sha256(self._vocab + b"\0" + self._merges).hexdigest()[:16]
+
+
 def train_sentencepiece(texts: str | os.PathLike | Iterable, out_prefix: str | os.PathLike,
                         vocab_size: int, model_type: str = "bpe",
                         byte_fallback: bool = True, **trainer_kwargs) -> SentencePieceTokenizer:
@@ -206,6 +247,12 @@ def load_tokenizer(directory: str | os.PathLike) -> Tokenizer:
         return ByteTokenizer(add_eos=meta.get("add_eos", False))
     if kind == "sentencepiece":
         return SentencePieceTokenizer(pathlib.Path(directory) / meta["model_file"])
+    if kind == "gpt2_bpe":
+        return GPT2BPETokenizer(pathlib.Path(directory) / meta["vocab_file"],
+                                pathlib.Path(directory) / meta["merges_file"])
+    if kind == "media":  # multimodal: characters + special and pixel tokens
+        from gptjax.data.media_tokenizer import MediaTokenizer
+        return MediaTokenizer.from_meta(meta)
     raise ValueError(f"{path}: unknown tokenizer kind {kind!r}; expected one of {KINDS}")
 
 
@@ -222,4 +269,6 @@ def make_tokenizer(kind: str, *, text: str | None = None, model: str | os.PathLi
         if not model:
             raise ValueError("pass model= a .model file (or train one with train_sentencepiece)")
         return SentencePieceTokenizer(model)
+    if kind == "gpt2_bpe":  # `model`: a folder holding vocab.json and merges.txt
+        return GPT2BPETokenizer(pathlib.Path(model) / "vocab.json", pathlib.Path(model) / "merges.txt")
     raise ValueError(f"unknown tokenizer kind {kind!r}; expected one of {KINDS}")

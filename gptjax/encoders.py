@@ -1,0 +1,143 @@
+"""Media encoders: a ViT for images and a log-mel / conv / Transformer encoder for audio.
+
+Both reuse the decoder's `Block` with every key visible (prefix_len = the whole
+length makes the prefix-LM mask bidirectional), so attention kernels, logical
+sharding names and parameter layout are the decoder's. Shapes: B batch,
+N tokens, E encoder width, H/W image height/width, T samples, F frames, M mels.
+"""
+from __future__ import annotations
+
+import flax.linen as nn
+import jax.numpy as jnp
+import numpy as np
+
+from gptjax import audio as audio_lib
+from gptjax.config import ModelSpec
+from gptjax.sharding import constrain
+from gptjax.transformer import Block
+
+
+def block_spec(width: int, depth: int, heads: int, mlp_ratio: int, n_tokens: int, dtype: str,
+               param_dtype: str) -> ModelSpec:
+    """The ModelSpec an encoder's blocks are built from (GPT-2 style: LayerNorm, GELU, biases)."""
+    return ModelSpec(flavour="gpt2", n_layer=depth, n_head=heads, d_model=width, d_ff=mlp_ratio * width,
+                     vocab_size=1, max_seq_len=n_tokens, attention="xla", dtype=dtype, param_dtype=param_dtype)
+
+
+def sincos_1d(n: int, dim: int) -> np.ndarray:
+    """Fixed sinusoidal positions [n, dim] (Transformer paper layout: sines then cosines)."""
+    freqs = 1.0 / 10000 ** (np.arange(dim // 2) / (dim // 2))
+    angles = np.arange(n)[:, None] * freqs[None]
+    return np.concatenate([np.sin(angles), np.cos(angles)], axis=1).astype(np.float32)
+
+
+def sincos_2d(rows: int, cols: int, dim: int) -> np.ndarray:
+    """Fixed 2-D positions [rows * cols, dim]: half the channels encode the row, half the column."""
+    r = np.repeat(sincos_1d(rows, dim // 2), cols, axis=0)
+    c = np.tile(sincos_1d(cols, dim // 2), (rows, 1))
+    return np.concatenate([r, c], axis=1)
+
+
+class BidirectionalStack(nn.Module):
+    """`depth` decoder blocks where every token sees every token, then a final LayerNorm."""
+
+    spec: ModelSpec
+    deterministic: bool = True
+
+    @nn.compact
+    def __call__(self, x_BxNxE):
+        b, n = x_BxNxE.shape[:2]
+        positions = jnp.broadcast_to(jnp.arange(n), (b, n))
+        segments = jnp.ones((b, n), jnp.int32)
+        everything = jnp.full((b,), n, jnp.int32)  # prefix = whole sequence: no causal mask
+        for i in range(self.spec.n_layer):
+            x_BxNxE, _ = Block(self.spec, False, self.deterministic, name=f"h_{i}")(
+                x_BxNxE, positions, segments, everything)
+        return nn.LayerNorm(epsilon=1e-5, dtype=self.spec.dtype, param_dtype=self.spec.param_dtype, name="ln_f",
+                            scale_init=nn.with_logical_partitioning(nn.initializers.ones, ("embed",)),
+                            bias_init=nn.with_logical_partitioning(nn.initializers.zeros, ("embed",)))(x_BxNxE)
+
+
+def _dense(features, name, axes, dtype, param_dtype):
+    return nn.Dense(features, name=name, dtype=dtype, param_dtype=param_dtype,
+                    kernel_init=nn.with_logical_partitioning(nn.initializers.normal(0.02), axes),
+                    bias_init=nn.with_logical_partitioning(nn.initializers.zeros, (axes[-1],)))
+
+
+class ImageEncoder(nn.Module):
+    """ViT: [B, H, W] grey images in [0, 1] -> [B, N, E] (N patches, or 1 with mean pooling)."""
+
+    cfg: object  # ImageEncoderSpec
+    dtype: str = "float32"
+    param_dtype: str = "float32"
+    deterministic: bool = True
+
+    @nn.compact
+    def __call__(self, images_BxHxW):
+        c = self.cfg
+        b, h, w = images_BxHxW.shape
+        if h != c.image_size or w != c.image_size:
+            raise ValueError(f"images are {h}x{w}; the encoder expects {c.image_size}x{c.image_size}")
+        p, g = c.patch_size, c.grid
+        patches = images_BxHxW.reshape(b, g, p, g, p).transpose(0, 1, 3, 2, 4).reshape(b, g * g, p * p)
+        x = _dense(c.width, "patch_embed", (None, "embed"), self.dtype, self.param_dtype)(
+            patches.astype(self.dtype))
+        if c.pos_emb == "learned":
+            init = nn.with_logical_partitioning(nn.initializers.normal(0.02), (None, "embed"))
+            row = self.param("row_embed", init, (g, c.width), self.param_dtype)
+            col = self.param("col_embed", init, (g, c.width), self.param_dtype)
+            pos = (row[:, None, :] + col[None, :, :]).reshape(g * g, c.width)
+        else:
+            pos = jnp.asarray(sincos_2d(g, g, c.width))
+        x = constrain(x + pos.astype(self.dtype), ("batch", "length", "act_embed"))
+        spec = block_spec(c.width, c.depth, c.heads, c.mlp_ratio, g * g, self.dtype, self.param_dtype)
+        x = BidirectionalStack(spec, self.deterministic, name="blocks")(x)
+        return x.mean(axis=1, keepdims=True) if c.pooling == "mean" else x
+
+
+def audio_features(cfg, wave_BxT):
+    """Normalised log-mel features [B, F, M] of an AudioEncoderSpec's front end (no parameters)."""
+    db = audio_lib.log_mel_spectrogram(wave_BxT, cfg.sample_rate, cfg.win_length, cfg.hop_length, cfg.fft_size,
+                                       cfg.n_mels, cfg.fmin, cfg.fmax or None)
+    return audio_lib.normalize_db(db, cfg.top_db)
+
+
+class AudioEncoder(nn.Module):
+    """[B, T] waveforms at the model rate -> [B, N, E * frame_stack] (or [B, 1, E] with mean pooling)."""
+
+    cfg: object  # AudioEncoderSpec
+    dtype: str = "float32"
+    param_dtype: str = "float32"
+    deterministic: bool = True
+
+    @nn.compact
+    def __call__(self, wave_BxT):
+        c = self.cfg
+        if wave_BxT.shape[-1] != c.clip_samples:
+            raise ValueError(f"clips hold {wave_BxT.shape[-1]} samples; the encoder expects {c.clip_samples} "
+                             f"({c.clip_seconds} s at {c.sample_rate} Hz)")
+        x = audio_features(c, wave_BxT).astype(self.dtype)
+        for i in range(2):  # two stride-2 convolutions: 4x fewer frames
+            x = nn.gelu(nn.Conv(c.width, (3,), strides=(2,), padding=((1, 1),), name=f"conv_{i}",
+                                dtype=self.dtype, param_dtype=self.param_dtype,
+                                kernel_init=nn.with_logical_partitioning(nn.initializers.lecun_normal(),
+                                                                         (None, None, "embed")),
+                                bias_init=nn.with_logical_partitioning(nn.initializers.zeros, ("embed",)))(x))
+        n = x.shape[1]
+        if c.pos_emb == "learned":
+            pos = self.param("pos_embed", nn.with_logical_partitioning(nn.initializers.normal(0.02),
+                                                                       (None, "embed")), (n, c.width),
+                             self.param_dtype)
+        else:
+            pos = jnp.asarray(sincos_1d(n, c.width))
+        x = constrain(x + pos.astype(self.dtype), ("batch", "length", "act_embed"))
+        spec = block_spec(c.width, c.depth, c.heads, c.mlp_ratio, n, self.dtype, self.param_dtype)
+        x = BidirectionalStack(spec, self.deterministic, name="blocks")(x)
+        if c.pooling == "mean":
+            return x.mean(axis=1, keepdims=True)
+        k = c.frame_stack
+        if k > 1:  # stack k consecutive frames into one wider token (zero-padded at the end)
+            pad = -n % k
+            x = jnp.pad(x, ((0, 0), (0, pad), (0, 0)))
+            x = x.reshape(x.shape[0], (n + pad) // k, k * c.width)
+        return x

@@ -67,6 +67,18 @@ def xla_attention(q_BxLxHxD, k_BxSxKxD, v_BxSxKxD, mask_Bx1xLxS):
     return out.reshape(b, l, h, d)
 
 
+def naive_attention(q_BxLxHxD, k_BxSxKxD, v_BxSxKxD, mask_Bx1xLxS):
+    """The reference for benchmarks and tests: heads repeated, additive mask, all in f32."""
+    h, kh = q_BxLxHxD.shape[2], k_BxSxKxD.shape[2]
+    k = jnp.repeat(k_BxSxKxD, h // kh, axis=2).astype(jnp.float32)
+    v = jnp.repeat(v_BxSxKxD, h // kh, axis=2).astype(jnp.float32)
+    q = q_BxLxHxD.astype(jnp.float32)
+    logits_BxHxLxS = jnp.einsum("blhd,bshd->bhls", q, k) / jnp.sqrt(q.shape[-1])
+    logits_BxHxLxS = logits_BxHxLxS + jnp.where(mask_Bx1xLxS, 0.0, -1e30)
+    probs = jax.nn.softmax(logits_BxHxLxS, axis=-1)
+    return jnp.einsum("bhls,bshd->blhd", probs, v).astype(q_BxLxHxD.dtype)
+
+
 def cudnn_attention(q_BxLxHxD, k_BxSxKxD, v_BxSxKxD, mask_Bx1xLxS):
     """`jax.nn.dot_product_attention` with the cuDNN flash kernel (NVIDIA GPUs, bf16/fp16)."""
     return jax.nn.dot_product_attention(q_BxLxHxD, k_BxSxKxD, v_BxSxKxD, mask=mask_Bx1xLxS,
@@ -149,7 +161,7 @@ class Attention(nn.Module):
             out = splash_attention(q, k, v, segment_ids_BxL)
         else:
             mask = attention_mask(q_idx, k_idx, segment_ids_BxL, k_seg, prefix_len_B)
-            kernel = cudnn_attention if impl == "cudnn" else xla_attention
+            kernel = {"cudnn": cudnn_attention, "naive": naive_attention}.get(impl, xla_attention)
             out = kernel(q, k, v, mask)
         out = constrain(out, ("batch", "length", "heads", "kv"))
         w_out = self.param("out_kernel", nn.with_logical_partitioning(

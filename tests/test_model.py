@@ -164,3 +164,16 @@ def test_bf16_compute_keeps_f32_params():
     assert out.dtype == jnp.float32  # logits upcast for the loss
     ref = Transformer(GPT2).apply({"params": params}, tokens())
     assert float(jnp.abs(out - ref).max()) < 0.1
+
+
+def test_naive_reference_attention_equals_xla():
+    from gptjax.attention import naive_attention
+
+    rng = np.random.default_rng(1)
+    q = jnp.asarray(rng.normal(size=(2, 6, 4, 8)), jnp.float32)
+    k = jnp.asarray(rng.normal(size=(2, 6, 2, 8)), jnp.float32)
+    v = jnp.asarray(rng.normal(size=(2, 6, 2, 8)), jnp.float32)
+    idx = jnp.broadcast_to(jnp.arange(6), (2, 6))
+    seg = jnp.array([[1, 1, 1, 2, 2, 0], [1] * 6])
+    mask = attention_mask(idx, idx, seg, seg)
+    np.testing.assert_allclose(naive_attention(q, k, v, mask), xla_attention(q, k, v, mask), atol=1e-5)

@@ -1,0 +1,31 @@
+"""The benchmark runs the real training step and reports honest figures."""
+import json
+import pathlib
+import subprocess
+import sys
+
+from gptjax.bench import bench_step
+from gptjax.config import apply_overrides, load_experiment
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+TINY = ["model.n_layer=1", "model.n_head=2", "model.d_model=32", "model.max_seq_len=16", "train.batch_size=4"]
+
+
+def test_bench_step_reports_throughput_and_omits_cpu_mfu():
+    exp = apply_overrides(load_experiment(ROOT / "experiments" / "shakespeare_char_cpu.py"), TINY)
+    r = bench_step(exp, steps=3, warmup=1, repeats=2)
+    assert r["tokens_per_sec"] > 0 and r["step_ms_min"] <= r["step_ms_median"] <= r["step_ms_max"]
+    assert r["mfu"] is None  # the CPU's peak is unknown: never invented
+    assert r["flops_per_token"] > 6 * r["params"] * 0.5
+    assert r["peak_memory_bytes"] is None or r["peak_memory_bytes"] > 0
+
+
+def test_bench_cli_compare_prints_a_ratio():
+    sets = [a for kv in TINY for a in ("--set", kv)]
+    proc = subprocess.run([sys.executable, str(ROOT / "scripts" / "bench.py"), "--experiment",
+                           str(ROOT / "experiments" / "shakespeare_char_cpu.py"), *sets, "--steps", "2",
+                           "--repeats", "1", "--compare"], capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    out = json.loads(proc.stdout)
+    assert out["reference"]["attention"] == "naive"
+    assert abs(out["speedup"] - out["run"]["tokens_per_sec"] / out["reference"]["tokens_per_sec"]) < 1e-2

@@ -95,6 +95,8 @@ def run(exp: Experiment, workdir, *, force: bool = False, progress: bool = True,
     data = make_data(exp, tokenizer_dir=workdir / "tokenizer" if (workdir / "tokenizer").exists() else None)
     spec = resolved_model(exp, data.vocab_size)
     resolved = dataclasses.replace(exp, model=spec)
+    # one real batch: its shapes compile the step, and reading it checks the data before anything is written
+    example = next(iter(data.eval_batches(exp.train.batch_size, 1, *sharding.batch_process_slice(mesh))))
 
     primary = jax.process_index() == 0
     workdir.mkdir(parents=True, exist_ok=True)
@@ -109,7 +111,6 @@ def run(exp: Experiment, workdir, *, force: bool = False, progress: bool = True,
 
     tx, schedule = make_optimizer(exp.optimizer, exp.schedule, exp.train.steps)
     t0 = time.time()
-    example = next(iter(data.eval_batches(exp.train.batch_size, 1, *sharding.batch_process_slice(mesh))))
     compiled = compile_steps(exp, spec, tx, schedule, mesh, example)
     compile_time = time.time() - t0
     start = ckpt.latest_step()

@@ -10,4 +10,6 @@ if [ ! -x .venv/bin/python ]; then
 fi
 .venv/bin/python -m pip install -q --upgrade pip
 .venv/bin/python -m pip install -q -r requirements-test.txt
+# interop tests compare against Hugging Face transformers (CPU torch); they skip if this is absent
+.venv/bin/python -m pip install -q -r requirements-interop.txt || echo "warning: interop extras not installed; those tests will skip"
 exec .venv/bin/python -m pytest "$@"

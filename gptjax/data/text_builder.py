@@ -293,7 +293,13 @@ def read_documents(source, text_key: str = "text", doc_key: str | None = "doc_id
     docs: list[list[str]] = []  # parts per document, joined once at the end
     last = None
     for lo in range(0, len(source), block):
-        for rec in source.__getitems__(range(lo, min(lo + block, len(source)))):
+        try:
+            records = source.__getitems__(range(lo, min(lo + block, len(source))))
+        except RuntimeError as e:  # array_record reports corruption (hash mismatch, truncation) this way
+            files = getattr(getattr(source, "dataset_info", None), "data_dir", None) or repr(source)
+            raise DataError(f"corrupt array_record data in {files} (records {lo}..{lo + block}): {e}. "
+                            "Delete that dataset folder and run scripts/prepare_data.py again") from None
+        for rec in records:
             text = rec[text_key]
             text = text.decode("utf-8") if isinstance(text, bytes) else str(text)
             doc = int(rec[doc_key]) if doc_key else None

@@ -88,3 +88,30 @@ def test_cli_trains_then_samples(data_dir, tmp_path):
     bad = subprocess.run([sys.executable, str(ROOT / "scripts" / "sample.py"), "--workdir", str(tmp_path / "w"),
                           "--prompt", "ROMEO: \u00e9"], capture_output=True, text=True, timeout=300, env=env)
     assert bad.returncode == 2 and "cannot be encoded" in bad.stderr
+
+
+def test_failed_checkpoint_write_stops_and_keeps_the_previous_one(tiny_exp, tmp_path, monkeypatch):
+    import errno
+
+    import orbax.checkpoint as ocp
+
+    from gptjax.checkpoint import Checkpointer
+    from gptjax.guards import CheckpointWriteError
+
+    real_save = ocp.CheckpointManager.save
+
+    def failing_save(self, step, *args, **kwargs):
+        if step >= 20:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_save(self, step, *args, **kwargs)
+
+    monkeypatch.setattr(ocp.CheckpointManager, "save", failing_save)
+    with pytest.raises(CheckpointWriteError, match=r"step 20 could not be written.*No space.*step 10\) is intact"):
+        run(tiny_exp, tmp_path / "w", progress=False)
+    monkeypatch.setattr(ocp.CheckpointManager, "save", real_save)
+    ckpt = Checkpointer(tmp_path / "w")
+    assert ckpt.latest_step() == 10
+    assert ckpt.restore_meta()["fingerprint"]["model"]["d_model"] == 32
+    ckpt.close()
+    resumed = run(tiny_exp, tmp_path / "w", progress=False)  # and the run goes on from there
+    assert min(resumed.losses) == 10 and max(resumed.losses) == 29

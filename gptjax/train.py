@@ -16,7 +16,7 @@ import time
 import jax
 import numpy as np
 
-from gptjax import sharding
+from gptjax import flops, sharding
 from gptjax.checkpoint import Checkpointer, load_params, merge_params
 from gptjax.config import ConfigError, Experiment
 from gptjax.guards import (CheckpointWriteError, NonFinitePolicy, PreemptionWatch, SpikeDetector)
@@ -129,6 +129,10 @@ def run(exp: Experiment, workdir, *, force: bool = False, progress: bool = True,
     writer = MetricsWriter(workdir, enabled=primary)
     meta = {"fingerprint": fingerprint(resolved)}
     tokens_per_step = exp.train.batch_size * spec.max_seq_len
+    # MFU by the PaLM formula (6N + 12*L*H*Q*T FLOPs per token) over the devices' peak;
+    # omitted where the peak is unknown (CPUs), never invented
+    fpt = flops.flops_per_token(spec, spec.max_seq_len, "6N+attn")
+    peak = flops.peak_flops_per_device(jax.devices()[0].device_kind, spec.dtype)
     end = exp.train.steps if stop_after is None else min(exp.train.steps, stop_after)
     losses, eval_loss, preempted = {}, None, False
     batches = data.train_batches(exp.train.batch_size, start, *sharding.batch_process_slice(mesh))
@@ -158,6 +162,7 @@ def run(exp: Experiment, workdir, *, force: bool = False, progress: bool = True,
             if spike:
                 log.warning("loss spike at step %d: %.4f (running mean %.4f)", s, losses[s], spikes.mean)
             writer.write(s, loss=m["loss"], lr=m["lr"], grad_norm=m["grad_norm"], tokens_per_sec=rate,
+                         mfu=flops.mfu(rate, fpt, jax.device_count(), peak) if peak else None,
                          skipped=None if m["finite"] else 1.0, loss_spike=1.0 if spike else None)
             nonfinite.observe(s, m)
         bar.update(len(fetched))

@@ -7,7 +7,9 @@ A sweep file defines ``SWEEP = Sweep(...)``::
                   zip={"model.n_layer": [2, 4], "train.steps": [500, 1000]},  # varied together
                   random={"schedule.peak_lr": LogUniform(1e-4, 3e-3)}, samples=4,
                   seeds=[0, 1],                                  # -> train.seed
-                  fixed={"train.eval_every": 100})               # applied to every run
+                  fixed={"train.eval_every": 100},               # applied to every run
+                  slurm={"gpus-per-node": 1, "time": "4:00:00"},  # extra #SBATCH lines (--backend slurm)
+                  tpu={"zone": "us-east5-a", "accelerator_type": "v5p-8"})  # --backend tpu-vm defaults
 
 `expand` turns it into grid x zip x samples x seeds runs. Each run's name is
 built from its own swept values only (``d_model=64,peak_lr=3.2e-4,seed=0``),
@@ -126,10 +128,10 @@ class Sweep:
         if self.seeds and SEED_KEY in seen:
             raise ConfigError(f"{SEED_KEY!r} is swept in Sweep.{seen[SEED_KEY]} and by Sweep.seeds; use one")
         for key, values in self.grid.items():
-            if isinstance(values, (str, bytes)) or not len(values):
-                raise ConfigError(f"grid[{key!r}] must be a non-empty list of values")
-        lengths = {key: len(v) for key, v in self.zip.items() if not isinstance(v, (str, bytes))}
-        if len(lengths) != len(self.zip) or len(set(lengths.values())) > 1 or 0 in lengths.values():
+            if not isinstance(values, (list, tuple)) or not values:
+                raise ConfigError(f"grid[{key!r}] must be a non-empty list of values, got {values!r}")
+        lengths = {key: len(v) if isinstance(v, (list, tuple)) else 0 for key, v in self.zip.items()}
+        if len(set(lengths.values())) > 1 or 0 in lengths.values():
             raise ConfigError(f"zip lists must be non-empty lists of equal length; got lengths {lengths}")
         for key, dist in self.random.items():
             if not hasattr(dist, "sample"):

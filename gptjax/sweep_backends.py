@@ -85,6 +85,25 @@ def is_finished(workdir, target_steps: int) -> bool:
     return (workdir / DONE).exists() or final_eval_seen(workdir, target_steps)
 
 
+def attempt_alive(attempt: dict) -> bool:
+    """Whether a recorded attempt's process still runs (only knowable on the host that started it)."""
+    if attempt.get("end") is not None or attempt.get("host") != socket.gethostname():
+        return False
+    try:
+        os.kill(int(attempt["pid"]), 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # e.g. PermissionError: it exists
+        return True
+    return True
+
+
+def running_elsewhere(workdir) -> int | None:
+    """The pid of a run still going from an earlier sweep invocation (never start a second one)."""
+    attempts = (read_json(pathlib.Path(workdir) / RECORD) or {}).get("attempts") or []
+    return attempts[-1]["pid"] if attempts and attempt_alive(attempts[-1]) else None
+
+
 def log_tail(workdir, n: int = 15) -> list[str]:
     path = pathlib.Path(workdir) / LOG
     if not path.exists():
@@ -113,12 +132,12 @@ class Outcome:
 class _Attempt:
     """A started subprocess with its log file and its record in sweep_run.json."""
 
-    def __init__(self, job: Job, log_name: str, env: dict):
+    def __init__(self, job: Job, log_name: str, env: dict, launch_only: bool):
         self.job = job
         job.workdir.mkdir(parents=True, exist_ok=True)
         self.record_path = job.workdir / RECORD
         self.record = read_json(self.record_path) or {"name": job.name, "swept": job.swept, "attempts": []}
-        self.record["command"] = job.command
+        self.record.update(command=job.command, launch_only=launch_only)  # launch_only: exit 0 = handed over
         n = len(self.record["attempts"]) + 1
         self.log = open(job.workdir / log_name, "ab")
         self.log.write(f"\n=== sweep attempt {n} on {socket.gethostname()} at {time.strftime('%Y-%m-%d %H:%M:%S')}\n"
@@ -165,7 +184,7 @@ def run_pool(jobs: list[Job], parallel: int, *, log_name: str = LOG, mark_done: 
             holding = (stagger and first is not None and first.proc.poll() is None
                        and not (first.job.workdir / "config.json").exists())
             while queue and len(running) < parallel and not holding:
-                attempt = _Attempt(queue.pop(0), log_name, env or {})
+                attempt = _Attempt(queue.pop(0), log_name, env or {}, launch_only=not mark_done)
                 say(f"started  {attempt.job.name} (pid {attempt.proc.pid})")
                 running.append(attempt)
                 if first is None:

@@ -13,7 +13,6 @@ import csv
 import os
 import pathlib
 import re
-import socket
 import time
 import types
 
@@ -21,7 +20,7 @@ from gptjax import flops as flops_lib
 from gptjax.config import ConfigError
 from gptjax.metrics import read_metrics
 from gptjax.sweep import SEED_KEY, short_names
-from gptjax.sweep_backends import DONE, FAILED, LOG, RECORD, log_tail, read_json
+from gptjax.sweep_backends import DONE, FAILED, LOG, RECORD, attempt_alive, log_tail, read_json
 
 MANIFEST = "sweep.json"
 NUMERIC_COLUMNS = ("steps", "target_steps", "tokens", "params", "params_non_embedding", "flops", "loss",
@@ -31,30 +30,21 @@ _LOG_TIME = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d),(\d{3}) ")
 
 # ---------------------------------------------------------------- reading runs
 
-def _alive(attempt: dict) -> bool:
-    if attempt.get("host") != socket.gethostname():
-        return False
-    try:
-        os.kill(int(attempt["pid"]), 0)
-    except ProcessLookupError:
-        return False
-    except (PermissionError, OSError):
-        return True
-    return True
-
-
 def run_status(workdir: pathlib.Path, target_steps: int | None, metrics: list) -> str:
-    """done | running | interrupted | running/interrupted | failed | pending."""
+    """done | running | interrupted | running/interrupted | failed | launched | pending."""
     if (workdir / DONE).exists() or any(
             "eval_loss" in m and m.get("step") == target_steps for m in metrics):
         return "done"
     if (workdir / FAILED).exists():
         return "failed"
-    attempts = (read_json(workdir / RECORD) or {}).get("attempts") or []
+    record = read_json(workdir / RECORD) or {}
+    attempts = record.get("attempts") or []
     if attempts:
         last = attempts[-1]
         if last.get("end") is None:
-            return "running" if _alive(last) else "interrupted"
+            return "running" if attempt_alive(last) else "interrupted"
+        if last.get("returncode") == 0 and record.get("launch_only"):
+            return "launched"  # handed to a TPU VM; its metrics are where the VM writes them
         return "interrupted" if last.get("returncode", 0) < 0 else "failed"
     if metrics or (workdir / LOG).exists():
         return "running/interrupted"  # e.g. a slurm run: no local record of its process
@@ -166,7 +156,8 @@ def markdown(manifest: dict, rows: list[dict], convention: str) -> str:
     cols = ["status", *keys, "steps", "tokens", "params", "params_non_embedding", "flops", "loss", "best_loss",
             "train_loss", "wall_s"]
     titles = {"params_non_embedding": "non-emb params", "flops": f"FLOPs ({convention})", "loss": "final eval",
-              "best_loss": "best eval", "train_loss": "train (EMA)", "wall_s": "wall", **shorts}
+              "best_loss": "best eval", "train_loss": "train (EMA)", "wall_s": "wall", "steps": "steps done"}
+    titles.update({k: s if s not in cols and s not in titles.values() else k for k, s in shorts.items()})
     lines = [f"# Sweep {manifest.get('name', '')}", "",
              f"Base experiment: `{manifest.get('base', '?')}`. {len(rows)} runs: "
              + ", ".join(f"{n} {s}" for s, n in sorted(counts.items())) + ".", "",
@@ -289,7 +280,7 @@ def scaling_fits(root: pathlib.Path, rows: list[dict], params_col: str = "params
         x = np.array([float(r[col]) for r in usable])
         fit = scaling.fit_power(x, loss, variable=var, bootstrap=bootstrap, seed=seed)
         out = root / f"scaling_{var}.png"
-        _plot_power(out, fit, x, loss, label, [r["name"] for r in usable])
+        _plot_power(out, fit, x, loss, label)
         p = fit.to_dict()["params"]
         result[var] = {"column": col, "alpha": p["alpha"]["value"], "alpha_ci": p["alpha"]["ci"],
                        "E": p["E"]["value"], "A": p["A"]["value"], "r2_log": fit.r2_log,
@@ -297,21 +288,19 @@ def scaling_fits(root: pathlib.Path, rows: list[dict], params_col: str = "params
     return result
 
 
-def _plot_power(path, fit, x, loss, xlabel: str, names: list[str]) -> None:
+def _plot_power(path, fit, x, loss, xlabel: str) -> None:
     import numpy as np
 
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(7, 5))
-    ax.scatter(x, loss, s=24, zorder=3, label="runs (final eval loss)")
-    for xi, li, name in zip(x, loss, names):
-        ax.annotate(name, (xi, li), fontsize=5, alpha=0.7, xytext=(3, 3), textcoords="offset points")
+    ax.scatter(x, loss, s=24, zorder=3, label=f"{len(x)} runs (final eval loss)")
     grid = np.geomspace(x.min() / 1.5, x.max() * 1.5, 200)
     p = fit.params
     ax.plot(grid, fit.predict(grid), color="C1",
-            label=f"{p['E']:.3g} + {p['A']:.3g} / {fit.variable}^{p['alpha']:.3f}")
-    ax.axhline(p["E"], color="grey", ls=":", lw=1, label=f"E = {p['E']:.3f}")
+            label=f"{p['E']:.3g} + {p['A']:.3g} / {fit.variable}^{p['alpha']:.3f}  (E = irreducible loss)")
     ax.set_xscale("log")
-    ax.set_yscale("log")
+    ax.set_yscale("log")  # the data's range only: E is usually far below it
+    ax.set_ylim(loss.min() * 0.95, loss.max() * 1.05)
     ax.set_xlabel(xlabel)
     ax.set_ylabel("loss")
     ax.set_title(f"L({fit.variable}) = E + A / {fit.variable}^alpha:  alpha = {p['alpha']:.3f}, "

@@ -9,7 +9,9 @@
 finished runs and resumes interrupted ones from their checkpoints. Each run
 trains in DIR/<name>/ (name from its swept values, e.g.
 d_model=64,peak_lr=3.2e-4,seed=0) and logs to DIR/<name>/train.log. Exit
-status 1 when any run failed. `report` writes DIR/report.md, DIR/report.csv
+status 1 when any run failed. Local runs share JAX's persistent compilation
+cache in DIR/.jax_cache (unless JAX_COMPILATION_CACHE_DIR is set), so runs that
+differ only in seed, and resumed runs, skip compilation. `report` writes DIR/report.md, DIR/report.csv
 and PNG plots; with --scaling also power-law fits in N and C (printed as JSON).
 """
 import argparse
@@ -24,8 +26,9 @@ import _bootstrap  # noqa: F401
 
 from gptjax.config import ConfigError, main_guard
 from gptjax.sweep import load_sweep, plan
-from gptjax.sweep_backends import (TPU_LAUNCHER, Job, compile_cache_env, is_finished, log_tail, run_pool, slurm_script, tpu_vm_command,
-                                   tpu_vm_name, train_command, write_json)
+from gptjax.sweep_backends import (TPU_LAUNCHER, Job, compile_cache_env, is_finished, log_tail, run_pool,
+                                   running_elsewhere, slurm_script, tpu_vm_command, tpu_vm_name, train_command,
+                                   write_json)
 from gptjax.sweep_report import MANIFEST
 
 BACKENDS = ("local", "slurm", "tpu-vm")
@@ -68,11 +71,14 @@ def cmd_run(args) -> int:
     jobs = [Job(p.name, root / p.name, train_command(base, root / p.name, p.overrides),
                 p.experiment.train.steps, p.swept) for p in planned]
     finished = [j for j in jobs if is_finished(j.workdir, j.target_steps)]
-    todo = [j for j in jobs if j not in finished]
+    busy = {j.name: pid for j in jobs if j not in finished and (pid := running_elsewhere(j.workdir))}
+    todo = [j for j in jobs if j not in finished and j.name not in busy]
     print(f"sweep {sweep.name}: {len(jobs)} runs, {len(finished)} finished (skipped), {len(todo)} to run "
           f"[{args.backend}, {args.parallel} at a time] in {root}")
     for j in finished:
         print(f"skip     {j.name} (finished)")
+    for name, pid in busy.items():
+        print(f"skip     {name} (still running as pid {pid}, started by an earlier invocation)")
     if args.backend == "tpu-vm":
         return run_tpu_vm(args, sweep, base, planned, todo, root)
     if args.backend == "slurm":
@@ -82,7 +88,10 @@ def cmd_run(args) -> int:
             print(f"{j.name}:\n  {shlex.join(j.command)}")
         return 0
     write_manifest(root, sweep, base, planned, args.backend)
-    outcomes = run_pool(todo, args.parallel, env=compile_cache_env(root))
+    try:
+        outcomes = run_pool(todo, args.parallel, env=compile_cache_env(root))
+    except KeyboardInterrupt:
+        return 130
     failed = [o for o in outcomes if not o.ok]
     print(f"\nsweep {sweep.name}: {len(outcomes) - len(failed)} runs done now, {len(finished)} skipped, "
           f"{len(failed)} failed")
@@ -145,7 +154,10 @@ def run_tpu_vm(args, sweep, base, planned, todo, root) -> int:
     if not TPU_LAUNCHER.exists():
         raise ConfigError(f"{TPU_LAUNCHER} not found: the tpu-vm backend hands runs to it")
     write_manifest(root, sweep, base, planned, "tpu-vm")
-    outcomes = run_pool(jobs, args.parallel, log_name="launch.log", mark_done=False, stagger=False)
+    try:
+        outcomes = run_pool(jobs, args.parallel, log_name="launch.log", mark_done=False, stagger=False)
+    except KeyboardInterrupt:
+        return 130
     failed = [o for o in outcomes if not o.ok]
     for o in failed:
         print(f"\nFAILED {o.name}: {o.detail}; last lines of {root / o.name / 'launch.log'}:")

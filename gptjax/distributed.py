@@ -28,8 +28,6 @@ from gptjax.config import ConfigError
 
 log = logging.getLogger(__name__)
 
-MODES = ("host:port", "auto", "none", "'' (detect)")
-
 
 def detect() -> str:
     """Which multi-process environment this process is in: explicit-env, slurm, mpi, tpu, or ''."""
@@ -101,9 +99,16 @@ def initialize(coordinator: str = "", num_processes: int = 0, process_id: int = 
         # explicit-env: jax reads JAX_COORDINATOR_ADDRESS itself; the count and id it does not
         kwargs = {}
         if mode == "explicit-env":
-            kwargs = dict(num_processes=int(os.environ["JAX_NUM_PROCESSES"]),
-                          process_id=int(os.environ["JAX_PROCESS_ID"]))
-        jax.distributed.initialize(initialization_timeout=timeout_s, **kwargs)
+            try:
+                kwargs = dict(num_processes=int(os.environ["JAX_NUM_PROCESSES"]),
+                              process_id=int(os.environ["JAX_PROCESS_ID"]))
+            except ValueError:
+                raise ConfigError("JAX_NUM_PROCESSES and JAX_PROCESS_ID must be integers") from None
+        try:
+            jax.distributed.initialize(initialization_timeout=timeout_s, **kwargs)
+        except ValueError as e:  # the cluster did not say enough (e.g. an MPI jax cannot read)
+            raise ConfigError(f"multi-process start ({mode}) failed: {e}; pass --coordinator host:port "
+                              "--num_processes N --process_id I instead") from None
     log.info("jax.distributed (%s): process %d of %d, %d local / %d global devices", mode,
              jax.process_index(), jax.process_count(), jax.local_device_count(), jax.device_count())
     return True

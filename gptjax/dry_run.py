@@ -42,12 +42,15 @@ def plan_devices(exp: Experiment) -> None:
 
     Lets a laptop plan e.g. a 2x2x2 mesh. Accelerator machines are unaffected
     (their devices are used); nothing changes if the caller already chose a CPU
-    device count (XLA_FLAGS or jax_num_cpu_devices).
+    device count (XLA_FLAGS or jax_num_cpu_devices) or runs several processes
+    (each would take the whole count).
     """
     import jax
 
+    from gptjax.distributed import detect
+
     n = required_devices(exp)
-    if not n or n == 1 or "xla_force_host_platform_device_count" in os.environ.get("XLA_FLAGS", ""):
+    if not n or n == 1 or "xla_force_host_platform_device_count" in os.environ.get("XLA_FLAGS", "") or detect():
         return
     if jax.config.jax_num_cpu_devices < 0:
         try:
@@ -72,7 +75,7 @@ def resolve_vocab(exp: Experiment) -> tuple[int, str]:
 
             if os.path.isfile(d.sp_model):
                 return SentencePieceTokenizer(d.sp_model).vocab_size, f"sentencepiece model {d.sp_model}"
-        return d.sp_vocab_size, "data.sp_vocab_size (the size a trained sentencepiece model will have)"
+        return d.sp_vocab_size, "data.sp_vocab_size: the size a trained sentencepiece model will have"
     from gptjax.data.corpora import DataError
 
     try:
@@ -147,13 +150,16 @@ def plan(exp: Experiment) -> dict:
     opt_dev, opt_total = _tree_bytes(abstract.opt_state)
     batch_dev = sum(_bytes((exp.train.batch_size, *np.shape(v)[1:]), np.asarray(v).dtype,
                            compiled.batch_sharding[k]) for k, v in example.items())
-    memory = compiled.train_step.memory_analysis()
+    try:
+        memory = compiled.train_step.memory_analysis()
+    except (NotImplementedError, RuntimeError):  # some backends have no buffer analysis
+        memory = None
     platform = mesh.devices.flat[0].platform
     if memory is not None:
         activations = int(memory.temp_size_in_bytes)
-        activation_source = "compiled step, memory_analysis().temp_size_in_bytes"
+        activation_source = "memory_analysis() of the compiled step"
         if platform == "cpu":
-            activation_source += " (CPU compiler: an estimate for accelerators)"
+            activation_source += "; CPU compiler, an estimate for accelerators"
     else:
         activations = _activation_estimate(spec, exp, mesh)
         activation_source = "ESTIMATE (no memory analysis on this backend): saved per-layer activations"
@@ -210,8 +216,7 @@ def report(exp: Experiment, file=None) -> dict:
     out(f"vocab_size {p['vocab_size']} ({p['vocab_source']}); {p['n_params']:,} parameters")
     b, t = p["bytes_per_device"], p["bytes_total"]
     out("\nper-device memory:")
-    out(f"  parameters        {fmt_bytes(b['parameters']):>12}   (all devices together hold "
-        f"{fmt_bytes(t['parameters'])} once)")
+    out(f"  parameters        {fmt_bytes(b['parameters']):>12}   (whole model: {fmt_bytes(t['parameters'])})")
     out(f"  optimizer state   {fmt_bytes(b['optimizer_state']):>12}   (sharded like the parameters; "
         f"whole: {fmt_bytes(t['optimizer_state'])})")
     out(f"  batch             {fmt_bytes(b['batch']):>12}")

@@ -46,14 +46,15 @@ def main(argv=None):
         from gptjax.dry_run import plan_devices
 
         plan_devices(exp)
-    initialize(args.coordinator, args.num_processes, args.process_id)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    for name in ("absl", "orbax", "jax._src"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    initialize(args.coordinator, args.num_processes, args.process_id)  # logs each process's place
     import jax
 
     primary = jax.process_index() == 0  # only process 0 logs and prints
-    logging.basicConfig(level=logging.INFO if primary else logging.WARNING,
-                        format="%(asctime)s %(levelname)s %(message)s")
-    for name in ("absl", "orbax", "jax._src"):
-        logging.getLogger(name).setLevel(logging.WARNING)
+    if not primary:
+        logging.getLogger().setLevel(logging.WARNING)
 
     if primary:
         print(exp.to_json())

@@ -2,8 +2,9 @@
 
 A ViT (2 layers, 64 wide, 2x2 patches -> 16 tokens) and LLaVA-1.5's two-layer
 MLP projector feed a 2-layer, 128-wide GPT decoder with a prefix-LM mask over
-image + prompt; the loss is on the caption only. 1438 training images
-(random one-pixel shifts), 359 held out, stratified.
+image + prompt; the loss is on the caption only. 1438 training images,
+360 held out, stratified by digit. (Random one-pixel shifts, data.augment=true,
+slowed learning: 0.87 accuracy after 1500 steps instead of 0.98.)
 
 Expect: caption accuracy (exact match, greedy) >= 0.95 on the held-out images
 after 1500 steps, and about 0.1 (chance) with the images zeroed:

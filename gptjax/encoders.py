@@ -99,7 +99,11 @@ def audio_features(cfg, wave_BxT):
     """Normalised log-mel features [B, F, M] of an AudioEncoderSpec's front end (no parameters)."""
     db = audio_lib.log_mel_spectrogram(wave_BxT, cfg.sample_rate, cfg.win_length, cfg.hop_length, cfg.fft_size,
                                        cfg.n_mels, cfg.fmin, cfg.fmax or None)
-    return audio_lib.normalize_db(db, cfg.top_db)
+    x = audio_lib.normalize_db(db, cfg.top_db)
+    if cfg.cmn:  # per clip: each channel's mean over time removed, then unit variance overall
+        x = x - x.mean(axis=-2, keepdims=True)
+        x = x / (jnp.sqrt(jnp.mean(x * x, axis=(-2, -1), keepdims=True)) + 1e-5)
+    return x
 
 
 class AudioEncoder(nn.Module):

@@ -163,8 +163,8 @@ def evaluate_generation(exp, params, data, *, num_samples=10, temperature=1.0, t
 # ------------------------------------------------------------------ reports
 
 def markdown(result: dict) -> str:
-    head = [k for k in ("accuracy", "wer", "cer", "classifier_test_accuracy", "examples", "samples")
-            if k in result]
+    head = [k for k in ("accuracy", "wer", "cer", "classifier_test_accuracy", "examples", "samples", "temperature")
+            if k in result and not isinstance(result[k], list)]
     lines = [f"# {result['task']}{' (media zeroed)' if result.get('zero_media') else ''}", "",
              "| " + " | ".join(head) + " |", "|" + "---|" * len(head),
              "| " + " | ".join(f"{result[k]:.4f}" if isinstance(result[k], float) else str(result[k])

@@ -36,8 +36,9 @@ def param_path(path) -> str:
 def freeze(tx, pattern: str):
     """Parameters whose path matches `pattern` (re.search) get zero updates; the rest get `tx`.
 
-    Clipping then sees only the trained parameters' gradients; frozen ones keep
-    no optimizer moments and stay bit-identical.
+    `optax.multi_transform` with `set_to_zero` for the frozen group: clipping
+    sees only the trained parameters' gradients, frozen ones keep no optimizer
+    moments and stay bit-identical.
     """
     from gptjax.config import ConfigError
 
@@ -49,11 +50,25 @@ def freeze(tx, pattern: str):
     def labels(params):
         tree = jax.tree_util.tree_map_with_path(
             lambda path, _: "frozen" if regex.search(param_path(path)) else "trained", params)
-        kinds = set(jax.tree.leaves(tree))
-        if kinds != {"frozen", "trained"}:
-            what = "no" if "frozen" not in kinds else "every"
+        if set(jax.tree.leaves(tree)) != {"frozen", "trained"}:
+            what = "no" if "frozen" not in jax.tree.leaves(tree) else "every"
             raise ConfigError(f"optimizer.freeze={pattern!r} matches {what} parameter; paths look like "
                               f"{param_path(jax.tree_util.tree_leaves_with_path(params)[0][0])!r}")
         return tree
 
-    return optax.multi_transform({"trained": tx, "frozen": optax.set_to_zero()}, labels)
+    inner = optax.multi_transform({"trained": tx, "frozen": optax.set_to_zero()}, labels)
+    seen = {}
+
+    def init(params):
+        if not jax.tree.leaves(params):
+            # optax.tree_map_params' placeholder: its per-parameter mapping cannot
+            # cross the masked groups' MaskedNode leaves, so answer with the real
+            # state's structure holding no placeholder (its arrays stay replicated)
+            if "structure" not in seen:
+                raise ValueError("initialise the optimizer on real parameters before mapping over its state")
+            return jax.tree.unflatten(seen["structure"], [0] * seen["structure"].num_leaves)
+        state = inner.init(params)
+        seen["structure"] = jax.tree.structure(state)
+        return state
+
+    return optax.GradientTransformationExtraArgs(init, inner.update)

@@ -165,7 +165,7 @@ class DigitsSource:
     """Examples of one digits task (caption | vqa | generate) over the train or test split."""
 
     def __init__(self, task: str, tokenizer: MediaTokenizer, *, test_fraction: float = 0.2, split_seed: int = 0,
-                 augment: bool = True, data_dir: str = ""):
+                 augment: bool = False, data_dir: str = ""):
         if task not in ("caption", "vqa", "generate"):
             raise DataError(f"digits task {task!r}: expected caption, vqa or generate")
         self.task, self.tokenizer, self.augment = task, tokenizer, augment

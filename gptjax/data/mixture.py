@@ -202,9 +202,10 @@ class MediaLMData:
 
     def _eval_examples(self) -> grain.MapDataset:
         parts = []
-        for name, src in self.sources.items():
-            split = "test"
-            parts.append(grain.MapDataset.range(src.num_examples(split)).map(
+        for src in self.sources.values():
+            # a fixed shuffle: the first few eval batches cover every class, not the first
+            # classes of a label-ordered split
+            parts.append(grain.MapDataset.range(src.num_examples("test")).shuffle(seed=0).map(
                 lambda i, src=src: src.example("test", int(i), None)))
         return parts[0] if len(parts) == 1 else grain.MapDataset.mix(parts, self.weights)
 
@@ -229,7 +230,7 @@ class MediaLMData:
 
     def eval_batches(self, global_batch: int, num_batches: int | None = None, process_index: int = 0,
                      process_count: int = 1) -> Iterator[dict[str, np.ndarray]]:
-        """The first `num_batches` batches of test examples (the same every call)."""
+        """The first `num_batches` batches of test examples, in a fixed shuffled order (the same every call)."""
         local = self._local_batch(global_batch, process_index, process_count)
         examples = self._eval_examples()
         available = len(examples) // global_batch

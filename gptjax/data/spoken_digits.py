@@ -187,6 +187,26 @@ def split_recordings(recordings, split_by: str = "speaker", test_speakers: str =
     return out
 
 
+def mask_waveform(x: np.ndarray, rng: np.random.Generator, time_masks: int, freq_masks: int) -> np.ndarray:
+    """SpecAugment in the waveform: silence `time_masks` stretches (up to 1/12 of the clip each)
+    and remove `freq_masks` bands (up to 1/8 of the spectrum each, by zeroing FFT bins)."""
+    x = x.copy()
+    n = len(x)
+    for _ in range(time_masks):
+        width = int(rng.integers(0, n // 12 + 1))
+        start = int(rng.integers(0, n - width + 1))
+        x[start:start + width] = 0.0
+    if freq_masks:
+        spec = np.fft.rfft(x)
+        bins = len(spec)
+        for _ in range(freq_masks):
+            width = int(rng.integers(0, bins // 8 + 1))
+            start = int(rng.integers(0, bins - width + 1))
+            spec[start:start + width] = 0.0
+        x = np.fft.irfft(spec, n).astype(np.float32)
+    return x
+
+
 class SpokenDigitsSource:
     """Transcription examples: "<audio>transcribe:" -> the digit's name."""
 
@@ -194,9 +214,11 @@ class SpokenDigitsSource:
 
     def __init__(self, tokenizer: MediaTokenizer, audio_spec, *, folder: str = "", source: str = "folder",
                  data_dir: str = "", split_by: str = "speaker", test_speakers: str = "theo",
-                 test_below_index: int = 5, augment: bool = True, speed_perturb: float = 0.1, noise: float = 0.3):
+                 test_below_index: int = 5, augment: bool = True, speed_perturb: float = 0.1, noise: float = 0.3,
+                 time_masks: int = 0, freq_masks: int = 0):
         self.tokenizer, self.spec = tokenizer, audio_spec
         self.augment, self.speed_perturb, self.noise = augment, speed_perturb, noise
+        self.time_masks, self.freq_masks = time_masks, freq_masks
         recordings = read_recordings(folder, source, data_dir, audio_spec.sample_rate)
         self.splits = split_recordings(recordings, split_by, test_speakers, test_below_index)
 
@@ -217,6 +239,7 @@ class SpokenDigitsSource:
             energy = np.concatenate([[0.0], np.cumsum(x.astype(np.float64) ** 2)])
             offset = int(np.argmax(energy[n:] - energy[:-n])) + int(rng.integers(-n // 10, n // 10 + 1))
         out = fit_clip(x, n, offset)
+        out = mask_waveform(out, rng, self.time_masks, self.freq_masks)
         if self.noise:
             rms = float(np.sqrt(np.mean(x ** 2)) + 1e-8)
             out = out + rng.normal(size=n).astype(np.float32) * rms * rng.uniform(0, self.noise)

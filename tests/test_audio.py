@@ -1,0 +1,122 @@
+"""Audio front end: WAV reading, resampling, clip fitting, log-mel against a scipy reference."""
+import wave
+
+import numpy as np
+import pytest
+from scipy import signal
+
+from gptjax import audio
+from gptjax.data.corpora import DataError
+
+
+def write_wav(path, samples, rate=8000, width=2, channels=1):
+    """Write int samples (already scaled to the width) as PCM."""
+    arr = np.asarray(samples)
+    if channels > 1:
+        arr = arr.reshape(-1, channels)
+    raw = arr.astype({1: np.uint8, 2: np.int16, 4: np.int32}[width]).tobytes()
+    with wave.open(str(path), "wb") as w:
+        w.setnchannels(channels)
+        w.setsampwidth(width)
+        w.setframerate(rate)
+        w.writeframes(raw)
+
+
+def test_read_wav_16bit_scales_to_unit_range(tmp_path):
+    write_wav(tmp_path / "a.wav", [0, 16384, -32768, 32767])
+    x, rate = audio.read_wav(tmp_path / "a.wav")
+    assert rate == 8000 and x.dtype == np.float32
+    np.testing.assert_allclose(x, [0, 0.5, -1, 32767 / 32768])
+
+
+def test_read_wav_8bit_unsigned_and_stereo_average(tmp_path):
+    write_wav(tmp_path / "u8.wav", [128, 255, 0], width=1)
+    np.testing.assert_allclose(audio.read_wav(tmp_path / "u8.wav")[0], [0, 127 / 128, -1])
+    write_wav(tmp_path / "st.wav", [1000, 3000, -2000, 0], channels=2)
+    np.testing.assert_allclose(audio.read_wav(tmp_path / "st.wav")[0] * 32768, [2000, -1000])
+
+
+def test_corrupt_or_truncated_wav_is_named_in_the_error(tmp_path):
+    bad = tmp_path / "7_theo_3.wav"
+    bad.write_bytes(b"RIFF....not a wave file")
+    with pytest.raises(DataError, match="7_theo_3.wav"):
+        audio.read_wav(bad)
+    write_wav(tmp_path / "t.wav", np.zeros(100))
+    data = (tmp_path / "t.wav").read_bytes()
+    (tmp_path / "t.wav").write_bytes(data[:-50])  # header promises more frames than there are
+    with pytest.raises(DataError, match="t.wav"):
+        audio.read_wav(tmp_path / "t.wav")
+
+
+def test_resampling_keeps_a_tone_and_removes_what_the_new_rate_cannot_hold():
+    t16 = np.arange(16000) / 16000
+    tone = np.sin(2 * np.pi * 440 * t16)
+    out = audio.resample(tone, 16000, 8000)
+    assert out.shape == (8000,)
+    t8 = np.arange(8000) / 8000
+    np.testing.assert_allclose(out[200:-200], np.sin(2 * np.pi * 440 * t8)[200:-200], atol=2e-3)
+    # 6 kHz is above the 4 kHz Nyquist rate of 8 kHz: it must not alias into the output
+    high = np.sin(2 * np.pi * 6000 * t16)
+    assert np.abs(audio.resample(high, 16000, 8000)[200:-200]).max() < 0.02
+    # a 44.1 kHz input reaches 8 kHz with the reduced polyphase ratio
+    assert audio.resample(np.zeros(44100), 44100, 8000).shape == (8000,)
+    with pytest.raises(ValueError, match="positive"):
+        audio.resample(tone, 0, 8000)
+
+
+def test_fit_clip_pads_centred_and_crops_the_loudest_window():
+    np.testing.assert_array_equal(audio.fit_clip(np.ones(4), 8), [0, 0, 1, 1, 1, 1, 0, 0])
+    x = np.zeros(20, np.float32)
+    x[12:16] = 1.0
+    np.testing.assert_array_equal(audio.fit_clip(x, 6), x[10:16])
+    assert audio.fit_clip(x, 6, offset=0).sum() == 0
+
+
+def test_mel_filterbank_shape_peaks_and_coverage():
+    fb = audio.mel_filterbank(40, 256, 8000, 20.0)
+    assert fb.shape == (40, 129)
+    peaks = fb.max(axis=1)
+    assert (peaks > 0.5).all() and (peaks <= 1.0).all()  # no empty filter; triangles of height 1
+    centres = fb.argmax(axis=1)
+    assert (np.diff(centres) >= 0).all()  # filters ordered by frequency
+    assert (fb.sum(axis=0)[2:-1] > 0).all()  # the band is covered
+
+
+def test_log_mel_matches_scipy_stft_reference():
+    rng = np.random.default_rng(0)
+    rate, win, hop, n_fft, n_mels = 8000, 200, 80, 256, 40
+    t = np.arange(rate) / rate
+    x = (0.5 * np.sin(2 * np.pi * 300 * t) + 0.1 * rng.normal(size=rate)).astype(np.float32)
+    _, _, z = signal.stft(x, fs=rate, window="hann", nperseg=win, noverlap=win - hop, nfft=n_fft,
+                          detrend=False, return_onesided=True, boundary=None, padded=False)
+    power = np.abs(z * signal.get_window("hann", win).sum()) ** 2  # undo scipy's 1/sum(window) scaling
+    ref = 10 * np.log10(np.maximum(audio.mel_filterbank(n_mels, n_fft, rate, 20.0) @ power, 1e-10)).T
+    got = np.asarray(audio.log_mel_spectrogram(x[None], rate, win, hop, n_fft, n_mels, 20.0))[0]
+    assert got.shape == ref.shape == (audio.num_frames(rate, win, hop), n_mels) == (98, 40)
+    np.testing.assert_allclose(got, ref, atol=1e-2)
+
+
+def test_normalised_features_ignore_gain_and_stay_bounded():
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(1, 8000)).astype(np.float32)
+    a = audio.normalize_db(audio.log_mel_spectrogram(x, 8000, 200, 80, 256, 40), 80.0)
+    b = audio.normalize_db(audio.log_mel_spectrogram(0.01 * x, 8000, 200, 80, 256, 40), 80.0)
+    np.testing.assert_allclose(a, b, atol=1e-3)
+    silent = audio.normalize_db(audio.log_mel_spectrogram(np.zeros((1, 8000)), 8000, 200, 80, 256, 40), 80.0)
+    assert np.isfinite(silent).all() and float(np.max(a)) == pytest.approx(1.0)
+
+
+def test_encoder_features_remove_channel_means_and_have_unit_rms():
+    from gptjax.encoders import audio_features
+    from gptjax.multimodal_config import AudioEncoderSpec
+
+    rng = np.random.default_rng(2)
+    x = rng.normal(size=(2, 8000)).astype(np.float32) * np.linspace(0, 1, 8000, dtype=np.float32)
+    f = np.asarray(audio_features(AudioEncoderSpec(), x))
+    assert f.shape == (2, 98, 40)
+    np.testing.assert_allclose(f.mean(axis=1), 0, atol=1e-4)
+    np.testing.assert_allclose(np.sqrt((f ** 2).mean(axis=(1, 2))), 1, atol=1e-3)
+    silent = np.asarray(audio_features(AudioEncoderSpec(), np.zeros((1, 8000), np.float32)))
+    assert np.isfinite(silent).all() and np.abs(silent).max() == 0  # the zero-media ablation stays finite
+    raw = np.asarray(audio_features(AudioEncoderSpec(cmn=False), x))
+    assert raw.max() == pytest.approx(1.0) and raw.min() >= -1.0

@@ -105,7 +105,9 @@ def splash_attention(q_BxLxHxD, k_BxSxKxD, v_BxSxKxD, segment_ids_BxL):
 
 @functools.lru_cache(maxsize=None)
 def choose_implementation(requested: str, dtype: str) -> str:
-    """`auto` picks per backend: cuDNN flash on NVIDIA (half precision), splash on TPU, else XLA."""
+    """`auto` picks per backend: cuDNN flash on NVIDIA (half precision), splash on TPU, the
+    blocked kernel of gptjax/flash_attention.py on the CPU (measured 1.4x faster than
+    `xla` there, forward and backward, at the baby-GPT shape), else XLA."""
     if requested != "auto":
         return requested
     backend = jax.default_backend()
@@ -113,6 +115,8 @@ def choose_implementation(requested: str, dtype: str) -> str:
         choice = "cudnn"
     elif backend == "tpu":
         choice = "splash"
+    elif backend == "cpu":
+        choice = "flash"
     else:
         choice = "xla"
     log.info("attention implementation: %s (backend %s, dtype %s)", choice, backend, dtype)
@@ -159,6 +163,10 @@ class Attention(nn.Module):
         plain_causal = not self.decode and prefix_len_B is None
         if impl == "splash" and plain_causal:
             out = splash_attention(q, k, v, segment_ids_BxL)
+        elif impl == "flash":
+            from gptjax.flash_attention import flash_attention  # (it imports the masks from here)
+            out = flash_attention(q, k, v, q_idx, k_idx, segment_ids_BxL, k_seg, prefix_len_B,
+                                  block=s.attention_block, causal_skip=not self.decode)
         else:
             mask = attention_mask(q_idx, k_idx, segment_ids_BxL, k_seg, prefix_len_B)
             kernel = {"cudnn": cudnn_attention, "naive": naive_attention}.get(impl, xla_attention)

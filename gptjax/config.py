@@ -63,7 +63,8 @@ class ModelSpec:
     bias: bool = True  # gpt2: biases in linear layers and LayerNorms (llama never has them)
     rope_theta: float = 10000.0
     norm_eps: float = 1e-5
-    attention: str = "auto"  # auto | xla | cudnn | splash | naive (the benchmark reference)
+    attention: str = "auto"  # auto | flash | xla | cudnn | splash | naive (the benchmark reference)
+    attention_block: int = 64  # query block of the flash kernel (gptjax/flash_attention.py)
     dtype: str = "float32"  # compute dtype
     param_dtype: str = "float32"
     remat: str = "none"  # none | full | dots | dots_no_batch
@@ -237,8 +238,10 @@ class Experiment:
             raise ConfigError(f"model.n_kv_head={m.n_kv_head} must divide model.n_head={m.n_head} (0 = n_head)")
         if not 0.0 <= m.dropout < 1.0:
             raise ConfigError(f"model.dropout={m.dropout}: must be in [0, 1)")
-        if m.attention not in ("auto", "xla", "cudnn", "splash", "naive"):
-            raise ConfigError(f"model.attention={m.attention!r}: expected auto, xla, cudnn, splash or naive")
+        if m.attention not in ("auto", "flash", "xla", "cudnn", "splash", "naive"):
+            raise ConfigError(f"model.attention={m.attention!r}: expected auto, flash, xla, cudnn, splash or naive")
+        if m.attention_block < 1:
+            raise ConfigError(f"model.attention_block={m.attention_block}: must be a positive integer")
         for key in ("dtype", "param_dtype"):
             if getattr(m, key) not in ("float32", "bfloat16", "float16"):
                 raise ConfigError(f"model.{key}={getattr(m, key)!r}: expected float32, bfloat16 or float16")

@@ -104,7 +104,7 @@ def test_data_parallel_replicates_parameters(runs):
 def test_fsdp_splits_embed_axis_of_params_and_optimizer_state(runs):
     run = runs[0]["1x8x1"]
     assert shards(run, "params", "['wte']['embedding']") == ([V, E], [(V, E // 8)], 8)
-    assert shards(run, "params", "['h_0']['mlp']['wi']['kernel']") == ([E, F], [(E // 8, F)], 8)
+    assert shards(run, "params", "['h_0']['mlp']['wi']['weight']") == ([F, E], [(F, E // 8)], 8)
     assert shards(run, "params", "['h_1']['attn']['out_kernel']") == ([H, D, E], [(H, D, E // 8)], 8)
     # Adam's moments are split exactly like their parameters
     for moment in ("mu", "nu"):
@@ -119,8 +119,8 @@ def test_tensor_parallel_splits_heads_and_mlp(runs):
     assert shards(run, "params", "['h_0']['attn']['qkv_kernel']") == (
         [E, 3, H, D], [(E // 2, 3, H // 2, D)], 8)
     assert run["params"]["['h_0']['attn']['qkv_kernel']"]["spec"] == ["fsdp", None, "tensor", None]
-    assert shards(run, "params", "['h_0']['mlp']['wi']['kernel']") == ([E, F], [(E // 2, F // 2)], 8)
-    assert shards(run, "params", "['h_0']['mlp']['wo']['kernel']") == ([F, E], [(F // 2, E // 2)], 8)
+    assert shards(run, "params", "['h_0']['mlp']['wi']['weight']") == ([F, E], [(F // 2, E // 2)], 8)
+    assert shards(run, "params", "['h_0']['mlp']['wo']['weight']") == ([E, F], [(E // 2, F // 2)], 8)
     mu = next(v for k, v in run["opt_state"].items() if k.endswith(".mu['h_0']['attn']['qkv_kernel']"))
     assert [tuple(s) for s in mu["shard_shapes"]] == [(E // 2, 3, H // 2, D)]
 

@@ -85,8 +85,8 @@ def to_params(t: dict[str, np.ndarray], spec: ModelSpec) -> dict:
                      "qkv_bias": t[p + "attn.c_attn.bias"].reshape(3, h, d),
                      "out_kernel": t[p + "attn.c_proj.weight"].reshape(h, d, e),
                      "out_bias": t[p + "attn.c_proj.bias"]},
-            "mlp": {"wi": {"kernel": t[p + "mlp.c_fc.weight"], "bias": t[p + "mlp.c_fc.bias"]},
-                    "wo": {"kernel": t[p + "mlp.c_proj.weight"], "bias": t[p + "mlp.c_proj.bias"]}}}
+            "mlp": {"wi": {"weight": t[p + "mlp.c_fc.weight"].T, "bias": t[p + "mlp.c_fc.bias"]},
+                    "wo": {"weight": t[p + "mlp.c_proj.weight"].T, "bias": t[p + "mlp.c_proj.bias"]}}}
     if not spec.tie_embeddings:
         params["lm_head"] = {"kernel": t["lm_head.weight"].T}
     return params
@@ -105,9 +105,9 @@ def from_params(params: dict, spec: ModelSpec) -> dict[str, np.ndarray]:
                   p + "attn.c_attn.bias": b["attn"]["qkv_bias"].reshape(3 * e),
                   p + "attn.c_proj.weight": b["attn"]["out_kernel"].reshape(e, e),
                   p + "attn.c_proj.bias": b["attn"]["out_bias"],
-                  p + "mlp.c_fc.weight": b["mlp"]["wi"]["kernel"].reshape(e, f),
+                  p + "mlp.c_fc.weight": b["mlp"]["wi"]["weight"].T.reshape(e, f),
                   p + "mlp.c_fc.bias": b["mlp"]["wi"]["bias"],
-                  p + "mlp.c_proj.weight": b["mlp"]["wo"]["kernel"].reshape(f, e),
+                  p + "mlp.c_proj.weight": b["mlp"]["wo"]["weight"].T.reshape(f, e),
                   p + "mlp.c_proj.bias": b["mlp"]["wo"]["bias"]})
     t = {BASE_PREFIX + k: v for k, v in t.items()}
     if not spec.tie_embeddings:

@@ -65,6 +65,7 @@ class ModelSpec:
     norm_eps: float = 1e-5
     attention: str = "auto"  # auto | flash | xla | cudnn | splash | naive (the benchmark reference)
     attention_block: int = 64  # query block of the flash kernel (gptjax/flash_attention.py)
+    loss_chunk: int = 0  # >0: cross-entropy over this many positions at a time, never all logits at once
     dtype: str = "float32"  # compute dtype
     param_dtype: str = "float32"
     remat: str = "none"  # none | full | dots | dots_no_batch
@@ -242,6 +243,11 @@ class Experiment:
             raise ConfigError(f"model.attention={m.attention!r}: expected auto, flash, xla, cudnn, splash or naive")
         if m.attention_block < 1:
             raise ConfigError(f"model.attention_block={m.attention_block}: must be a positive integer")
+        if m.loss_chunk < 0:
+            raise ConfigError(f"model.loss_chunk={m.loss_chunk}: must be 0 (whole logits) or a positive length")
+        if m.loss_chunk and self.media is not None:
+            raise ConfigError("model.loss_chunk is for text models; multimodal experiments compute whole logits "
+                              "(set model.loss_chunk=0)")
         for key in ("dtype", "param_dtype"):
             if getattr(m, key) not in ("float32", "bfloat16", "float16"):
                 raise ConfigError(f"model.{key}={getattr(m, key)!r}: expected float32, bfloat16 or float16")

@@ -35,9 +35,48 @@ def cross_entropy(logits_BxLxV, targets_BxL, mask_BxL):
     return jnp.sum(losses * mask), jnp.sum(mask)
 
 
+def chunked_cross_entropy(x_BxLxE, w_ExV, targets_BxL, mask_BxL, chunk: int):
+    """`cross_entropy` of logits x @ w computed `chunk` positions at a time.
+
+    A scan over sequence chunks with a rematerialised body: the forward and the
+    backward pass each hold one B x chunk x V block of logits, never B x L x V.
+    The batch axis is untouched, so it stays sharded over the mesh.
+    """
+    b, l, e = x_BxLxE.shape
+    n = -(-l // chunk)
+    pad = n * chunk - l
+    if pad:
+        x_BxLxE = jnp.pad(x_BxLxE, ((0, 0), (0, pad), (0, 0)))
+        targets_BxL = jnp.pad(targets_BxL, ((0, 0), (0, pad)))
+        mask_BxL = jnp.pad(mask_BxL, ((0, 0), (0, pad)))
+    split = lambda a: jnp.swapaxes(a.reshape(b, n, chunk, *a.shape[2:]), 0, 1)  # noqa: E731
+
+    @jax.checkpoint
+    def piece(x_BxCxE, t_BxC, m_BxC):
+        logits = jnp.einsum("bce,ev->bcv", x_BxCxE, w_ExV).astype(jnp.float32)
+        return cross_entropy(logits, t_BxC, m_BxC)
+
+    def body(carry, xs):
+        total, count = piece(*xs)
+        return (carry[0] + total, carry[1] + count), None
+
+    (total, count), _ = jax.lax.scan(body, (jnp.zeros((), jnp.float32), jnp.zeros((), jnp.float32)),
+                                     (split(x_BxLxE), split(targets_BxL), split(mask_BxL)))
+    return total, count
+
+
+def model_cross_entropy(params, batch, model: nn.Module, rngs=None):
+    """Summed loss and token count of `model` on `batch`, through chunked logits when the spec asks."""
+    chunk = getattr(getattr(model, "spec", None), "loss_chunk", 0)
+    if chunk:
+        x, w = model.apply({"params": params}, batch, method="features_from_batch", rngs=rngs)
+        return chunked_cross_entropy(x, w, batch["targets"], batch["loss_mask"], chunk)
+    logits = model.apply({"params": params}, batch, method="from_batch", rngs=rngs)
+    return cross_entropy(logits, batch["targets"], batch["loss_mask"])
+
+
 def loss_fn(params, batch, model: nn.Module, rng):
-    logits = model.apply({"params": params}, batch, method="from_batch", rngs={"dropout": rng})
-    total, count = cross_entropy(logits, batch["targets"], batch["loss_mask"])
+    total, count = model_cross_entropy(params, batch, model, {"dropout": rng})
     return total / jnp.maximum(count, 1.0), count
 
 
@@ -76,8 +115,7 @@ def train_step(state: TrainState, batch, *, model, tx, schedule, seed: int, grad
 
 
 def eval_step(params, batch, *, model):
-    logits = model.apply({"params": params}, batch, method="from_batch")
-    return cross_entropy(logits, batch["targets"], batch["loss_mask"])
+    return model_cross_entropy(params, batch, model)
 
 
 # ------------------------------------------------------------------ initialisation and compilation

@@ -134,12 +134,22 @@ class Transformer(nn.Module):
         """Token embeddings (before positions); multimodal models splice media in here."""
         return self.wte(tokens_BxL)
 
+    def features_from_batch(self, batch):
+        """Final hidden states and the output projection [E, V], for a loss that makes its own logits."""
+        x_BxLxE = self(batch["inputs"], batch.get("positions"), batch.get("segment_ids"), batch.get("prefix_len"),
+                       features_only=True)
+        if self.spec.tie_embeddings:
+            w_ExV = self.wte.embedding.T
+        else:
+            w_ExV = nn.meta.unbox(self.lm_head.variables["params"]["kernel"])
+        return x_BxLxE, w_ExV.astype(self.spec.dtype)
+
     def from_batch(self, batch):
         """Logits for a training batch (inputs, positions, segment_ids)."""
         return self(batch["inputs"], batch.get("positions"), batch.get("segment_ids"), batch.get("prefix_len"))
 
     def __call__(self, tokens_BxL=None, positions_BxL=None, segment_ids_BxL=None, prefix_len_B=None,
-                 embeds_BxLxE=None):
+                 embeds_BxLxE=None, features_only=False):
         s = self.spec
         x_BxLxE = self.embed(tokens_BxL) if embeds_BxLxE is None else embeds_BxLxE.astype(s.dtype)
         b, l = x_BxLxE.shape[:2]
@@ -157,6 +167,8 @@ class Transformer(nn.Module):
             for layer in self.layers:
                 x_BxLxE, _ = layer(x_BxLxE, positions_BxL, segment_ids_BxL, prefix_len_B)
         x_BxLxE = self.ln_f(x_BxLxE)
+        if features_only:
+            return x_BxLxE
         if s.tie_embeddings:
             logits_BxLxV = self.wte.attend(x_BxLxE)
         else:

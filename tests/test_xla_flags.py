@@ -1,0 +1,37 @@
+"""Measured XLA defaults are added to XLA_FLAGS without overriding the user's choices."""
+import subprocess
+import sys
+from pathlib import Path
+
+from gptjax.xla_flags import CPU_DEFAULTS, apply_defaults, with_defaults
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_defaults_are_added_to_other_flags():
+    flags = with_defaults("--xla_force_host_platform_device_count=8")
+    assert flags.startswith("--xla_force_host_platform_device_count=8 ")
+    for key, value in CPU_DEFAULTS.items():
+        assert f"--{key}={value}" in flags.split()
+
+
+def test_a_flag_the_user_set_wins():
+    key = next(iter(CPU_DEFAULTS))
+    assert with_defaults(f"--{key}=dot") == f"--{key}=dot"
+
+
+def test_opt_out_adds_nothing():
+    env = {"GPTJAX_XLA_DEFAULTS": "0", "XLA_FLAGS": "--a=1"}
+    apply_defaults(env)
+    assert env["XLA_FLAGS"] == "--a=1"
+    env = {}
+    apply_defaults(env)
+    assert env["XLA_FLAGS"] == with_defaults("")
+
+
+def test_scripts_start_jax_with_the_defaults():
+    code = ("import sys; sys.path.insert(0, 'scripts'); import _bootstrap, os, jax; "
+            "jax.numpy.ones(2).block_until_ready(); print(os.environ['XLA_FLAGS'])")
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
+                         env={"PATH": "/usr/bin:/bin", "JAX_PLATFORMS": "cpu"}, check=True).stdout
+    assert f"--{next(iter(CPU_DEFAULTS))}=" in out

@@ -2,7 +2,9 @@
 
 Prints JSON: tokens/s, step time (median, min, max), achieved FLOP/s, MFU where the
 device's peak is known, peak memory, compile time. `--compare` also times the plain
-reference (naive attention) in the same process and prints the speed-up as a ratio.
+reference (naive attention) in the same process and prints the speed-up as a ratio;
+`--torch` times the same model and step written in PyTorch (gptjax/bench_torch.py,
+needs requirements-interop.txt) and prints jax tokens/s over torch tokens/s.
 """
 import argparse
 import json
@@ -22,6 +24,7 @@ def main(argv=None):
     p.add_argument("--vocab_size", type=int, default=0, help="vocab when the experiment takes it from data")
     p.add_argument("--compare", nargs="*", metavar="KEY=VALUE", default=None,
                    help="also time the reference (default: model.attention=naive) and report the ratio")
+    p.add_argument("--torch", action="store_true", help="also time the same step in PyTorch and report the ratio")
     a = p.parse_args(argv)
 
     from gptjax.bench import bench_step
@@ -33,6 +36,12 @@ def main(argv=None):
         ref = bench_step(ref_exp, a.steps, repeats=a.repeats, vocab_size=a.vocab_size)
         result = {"run": result, "reference": ref, "reference_overrides": a.compare or ["model.attention=naive"],
                   "speedup": round(result["tokens_per_sec"] / ref["tokens_per_sec"], 3)}
+    if a.torch:
+        from gptjax.bench_torch import bench_torch_step
+
+        ref = bench_torch_step(exp, a.vocab_size, a.steps, a.repeats)
+        jax_tok_s = (result["run"] if "run" in result else result)["tokens_per_sec"]
+        result = {**result, "torch": ref, "vs_torch": round(jax_tok_s / ref["tokens_per_sec"], 3)}
     print(json.dumps(result, indent=2))
 
 

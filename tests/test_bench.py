@@ -29,3 +29,27 @@ def test_bench_cli_compare_prints_a_ratio():
     out = json.loads(proc.stdout)
     assert out["reference"]["attention"] == "naive"
     assert abs(out["speedup"] - out["run"]["tokens_per_sec"] / out["reference"]["tokens_per_sec"]) < 1e-2
+
+
+def test_torch_reference_is_the_same_model():
+    torch = __import__("pytest").importorskip("torch")
+    from gptjax import flops
+    from gptjax.bench_torch import _model
+
+    exp = apply_overrides(load_experiment(ROOT / "experiments" / "shakespeare_char.py"),
+                          ["model.vocab_size=65"])
+    n_torch = sum(p.numel() for p in _model(exp.model).parameters())
+    assert n_torch == flops.param_counts(exp.model)["total"] == 10_745_088
+    assert torch.get_num_threads() >= 1
+
+
+def test_bench_cli_torch_prints_the_ratio():
+    __import__("pytest").importorskip("torch")
+    sets = [a for kv in TINY for a in ("--set", kv)]
+    proc = subprocess.run([sys.executable, str(ROOT / "scripts" / "bench.py"), "--experiment",
+                           str(ROOT / "experiments" / "shakespeare_char_cpu.py"), *sets, "--steps", "2",
+                           "--repeats", "1", "--torch"], capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    out = json.loads(proc.stdout)
+    assert out["torch"]["framework"].startswith("torch")
+    assert abs(out["vs_torch"] - out["tokens_per_sec"] / out["torch"]["tokens_per_sec"]) < 1e-2

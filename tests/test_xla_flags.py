@@ -24,14 +24,21 @@ def test_opt_out_adds_nothing():
     env = {"GPTJAX_XLA_DEFAULTS": "0", "XLA_FLAGS": "--a=1"}
     apply_defaults(env)
     assert env["XLA_FLAGS"] == "--a=1"
-    env = {}
+    env = {"GPTJAX_CACHE_DIR": "/somewhere"}
     apply_defaults(env)
     assert env["XLA_FLAGS"] == with_defaults("")
+    assert env["JAX_COMPILATION_CACHE_DIR"] == "/somewhere/jax"
+    env = {"JAX_COMPILATION_CACHE_DIR": "/mine"}
+    apply_defaults(env)
+    assert env["JAX_COMPILATION_CACHE_DIR"] == "/mine"
 
 
-def test_scripts_start_jax_with_the_defaults():
+def test_scripts_start_jax_with_the_defaults_and_cache_compiled_steps(tmp_path):
     code = ("import sys; sys.path.insert(0, 'scripts'); import _bootstrap, os, jax; "
-            "jax.numpy.ones(2).block_until_ready(); print(os.environ['XLA_FLAGS'])")
-    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
-                         env={"PATH": "/usr/bin:/bin", "JAX_PLATFORMS": "cpu"}, check=True).stdout
-    assert f"--{next(iter(CPU_DEFAULTS))}=" in out
+            "jax.config.update('jax_persistent_cache_min_compile_time_secs', 0); "
+            "print(jax.jit(lambda x: x * 2 + 1)(jax.numpy.ones(3)).sum()); print(os.environ['XLA_FLAGS'])")
+    env = {"PATH": "/usr/bin:/bin", "JAX_PLATFORMS": "cpu", "GPTJAX_CACHE_DIR": str(tmp_path)}
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, env=env,
+                         check=True).stdout
+    assert f"--{next(iter(CPU_DEFAULTS))}=" in out and out.startswith("9.0")
+    assert any((tmp_path / "jax").iterdir())  # the compiled function was written to the cache

@@ -7,6 +7,7 @@ the step), stored with the run's config fingerprint in a small JSON item.
 """
 from __future__ import annotations
 
+import os
 import pathlib
 
 import jax
@@ -24,7 +25,35 @@ class Checkpointer:
     def latest_step(self) -> int | None:
         return self.manager.latest_step()
 
+    def latest_on_disk(self) -> int | None:
+        """The newest complete checkpoint in the folder (after a failed save, the manager's list may not say)."""
+        try:
+            self.manager.reload()
+        except OSError:  # an unreadable folder: keep what the manager knew
+            pass
+        return self.manager.latest_step()
+
+    def saving(self) -> bool:
+        """Whether an asynchronous save is still being written (does not wait)."""
+        return self.manager.is_saving_in_progress()
+
+    def check_writable(self) -> None:
+        """Raise OSError now if the folder cannot take a file (read-only, no permission, no space left).
+
+        Orbax creates the step folder in a background thread; when that fails, its other
+        writer threads wait out their timeout (minutes) before the process can exit.
+        """
+        probe = self.directory / f".write_probe.{jax.process_index()}"
+        with open(probe, "wb") as f:
+            try:
+                f.write(bytes(4096))
+                f.flush()
+                os.fsync(f.fileno())
+            finally:
+                probe.unlink()
+
     def save(self, step: int, state, meta: dict, force: bool = False) -> bool:
+        self.check_writable()
         return self.manager.save(step, args=ocp.args.Composite(
             state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(meta)), force=force)
 

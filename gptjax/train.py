@@ -145,7 +145,7 @@ def run(exp: Experiment, workdir, *, force: bool = False, progress: bool = True,
     nonfinite = NonFinitePolicy(exp.train.nonfinite, exp.train.max_skips, ckpt.latest_step)
     spikes = SpikeDetector(exp.train.spike_sigmas)
     t_start = t_log = time.time()
-    pending = []
+    pending, failing = [], False
 
     def flush():
         """Fetch the pending steps' metrics (waits for them), log them, apply the guards."""
@@ -168,13 +168,30 @@ def run(exp: Experiment, workdir, *, force: bool = False, progress: bool = True,
         bar.update(len(fetched))
         bar.set_postfix(loss=f"{losses[fetched[-1][0]]:.4f}", tok_s=f"{rate:,.0f}")
 
+    in_flight = None  # step of the asynchronous save still being written
+
+    def write_error(step, e):  # disk full, permissions, ... are reported, not hidden
+        return CheckpointWriteError(f"checkpoint at step {step} could not be written ({type(e).__name__}: {e}); "
+                                    f"the previous checkpoint (step {ckpt.latest_on_disk()}) is intact")
+
+    def settle():
+        """Wait for the in-flight save; its failure (surfacing only now) names its own step."""
+        nonlocal in_flight
+        step, in_flight = in_flight, None
+        try:
+            ckpt.wait()
+        except Exception as e:  # noqa: BLE001
+            raise write_error(step, e) from None
+
     def save(step):
+        nonlocal in_flight
         flush()  # never checkpoint a state the guards have not seen
+        settle()
         try:
             ckpt.save(step, state, meta, force=True)
-        except Exception as e:  # noqa: BLE001 - disk full, permissions, ... are reported, not hidden
-            raise CheckpointWriteError(f"checkpoint at step {step} could not be written ({type(e).__name__}: "
-                                       f"{e}); the previous checkpoint (step {ckpt.latest_step()}) is intact")
+        except Exception as e:  # noqa: BLE001
+            raise write_error(step, e) from None
+        in_flight = step
 
     try:
         for step in range(start, end):
@@ -194,14 +211,22 @@ def run(exp: Experiment, workdir, *, force: bool = False, progress: bool = True,
                 save(done)
             if on_step is not None:
                 on_step(done, state)
+            # one process can ask whether its save is done without waiting; several must agree on when
+            # to stop, so they learn of a failed write at the next save
+            if in_flight is not None and jax.process_count() == 1 and not ckpt.saving():
+                settle()
             if done < end and watch.should_stop(done):
                 if ckpt.latest_step() != done:
                     save(done)
+                settle()  # say "saved" only once it is on disk
                 preempted = True
                 say(f"preempted: saved a checkpoint at step {done}; rerun the same command to resume")
                 break
         flush()
-        ckpt.wait()
+        settle()
+    except BaseException:
+        failing = True  # closing must not replace that error with its own
+        raise
     finally:
         watch.close()
         bar.close()
@@ -209,8 +234,10 @@ def run(exp: Experiment, workdir, *, force: bool = False, progress: bool = True,
         try:
             ckpt.close()
         except Exception as e:  # noqa: BLE001
-            raise CheckpointWriteError(f"the last checkpoint could not be finished ({type(e).__name__}: {e}); "
-                                       f"the newest complete one is step {ckpt.latest_step()}") from None
+            if not failing:
+                raise CheckpointWriteError(f"the last checkpoint could not be finished ({type(e).__name__}: "
+                                           f"{e}); the newest complete one is step {ckpt.latest_on_disk()}") from None
+            log.warning("closing the checkpointer after an error: %s: %s", type(e).__name__, e)
     return RunResult(state, spec, data, losses, eval_loss, time.time() - t_start, preempted)
 
 

@@ -1,4 +1,8 @@
-"""Preemption, hard kills and bad numbers lose nothing (real subprocesses and signals)."""
+"""Preemption, hard kills, a full or read-only disk and bad numbers lose nothing.
+
+Real subprocesses, real signals, and a real tmpfs that fills up or turns
+read-only under the checkpoints (see tests/helpers/tmpfs.py).
+"""
 import json
 import os
 import pathlib
@@ -11,6 +15,9 @@ import numpy as np
 import pytest
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests"))
+from helpers.tmpfs import Tmpfs, rerun_in_mount_namespace  # noqa: E402
+
 EXP = str(ROOT / "experiments" / "shakespeare_char_cpu.py")
 TINY = ["model.n_layer=1", "model.n_head=2", "model.d_model=32", "model.max_seq_len=32", "train.batch_size=8",
         "train.eval_every=1000", "train.eval_batches=1", "train.log_every=1", "train.sample_tokens=0",
@@ -22,11 +29,27 @@ def cmd(workdir, *overrides):
     return [sys.executable, str(ROOT / "scripts" / "train.py"), EXP, "--workdir", str(workdir), "--no_progress", *sets]
 
 
-@pytest.fixture
-def env(data_dir, tmp_path):
-    e = dict(os.environ, GPTJAX_DATA_DIR=str(data_dir), GPTJAX_CACHE_DIR=str(tmp_path / "cache"))
-    subprocess.run(cmd(tmp_path / "warm", "train.steps=1"), env=e, check=True, capture_output=True, timeout=300)
+@pytest.fixture(scope="module")
+def env(data_dir, tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("env")
+    # a persistent compilation cache: every launch after the first skips XLA compilation (same executables)
+    e = dict(os.environ, GPTJAX_DATA_DIR=str(data_dir), GPTJAX_CACHE_DIR=str(tmp / "cache"),
+             JAX_COMPILATION_CACHE_DIR=str(tmp / "xla"), JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0",
+             JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES="0")
+    subprocess.run([sys.executable, str(ROOT / "scripts" / "prepare_data.py"), "--dataset", "tinyshakespeare"],
+                   env=e, check=True, capture_output=True, timeout=300)
     return e
+
+
+REF_STEPS = ["train.steps=40", "train.checkpoint_every=5", "train.keep_checkpoints=10"]
+
+
+@pytest.fixture(scope="module")
+def reference(env, tmp_path_factory):
+    """An uninterrupted 40-step run, with a checkpoint every 5 steps (saving does not change the numbers)."""
+    workdir = tmp_path_factory.mktemp("reference")
+    subprocess.run(cmd(workdir, *REF_STEPS), env=env, check=True, capture_output=True, timeout=300)
+    return workdir
 
 
 def train_losses(workdir):
@@ -46,6 +69,23 @@ def final_params(workdir):
     return np.concatenate([np.ravel(np.asarray(x)) for x in jax.tree.leaves(params)])
 
 
+def saved_state(workdir, step):
+    """Every leaf of the train state saved at `step`, as numpy arrays (restored without a target)."""
+    import jax
+    import orbax.checkpoint as ocp
+
+    manager = ocp.CheckpointManager(pathlib.Path(workdir).absolute() / "checkpoints", item_names=("state", "meta"))
+    try:
+        state = manager.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore()))["state"]
+    finally:
+        manager.close()
+    return [np.asarray(x) for x in jax.tree.leaves(state)]
+
+
+def saved_steps(workdir):
+    return sorted(int(p.name) for p in (pathlib.Path(workdir) / "checkpoints").iterdir() if p.name.isdigit())
+
+
 def wait_for(pred, proc, timeout=240):
     t0 = time.time()
     while not pred():
@@ -61,9 +101,8 @@ def metric_lines(workdir):
     return len(path.read_text().splitlines()) if path.exists() else 0
 
 
-def test_sigterm_saves_exits_and_resumes_identically(env, tmp_path):
+def test_sigterm_saves_exits_and_resumes_identically(env, reference, tmp_path):
     steps = ["train.steps=40", "train.checkpoint_every=100"]
-    subprocess.run(cmd(tmp_path / "ref", *steps), env=env, check=True, capture_output=True, timeout=300)
     proc = subprocess.Popen(cmd(tmp_path / "run", *steps), env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True)
     wait_for(lambda: metric_lines(tmp_path / "run") >= 12, proc)
@@ -76,7 +115,7 @@ def test_sigterm_saves_exits_and_resumes_identically(env, tmp_path):
     again = subprocess.run(cmd(tmp_path / "run", *steps), env=env, capture_output=True, text=True, timeout=300)
     assert again.returncode == 0, again.stderr[-2000:]
     assert f"resumed from step {saved[-1]}" in again.stderr
-    ref, got = train_losses(tmp_path / "ref"), train_losses(tmp_path / "run")
+    ref, got = train_losses(reference), train_losses(tmp_path / "run")
     assert sorted(got) == list(range(40))
     np.testing.assert_allclose([got[s] for s in range(40)], [ref[s] for s in range(40)], rtol=1e-6)
 
@@ -111,6 +150,43 @@ def test_sigkill_at_five_moments_then_resume_matches_uninterrupted(env, tmp_path
     final = subprocess.run(cmd(run, *steps), env=env, capture_output=True, text=True, timeout=300)
     assert final.returncode == 0, final.stderr[-2000:]
     np.testing.assert_array_equal(final_params(run), final_params(tmp_path / "ref"))
+
+
+def test_disk_full_then_read_only_stop_with_a_report_and_keep_the_previous_checkpoint(env, reference, tmp_path,
+                                                                                     request):
+    if rerun_in_mount_namespace(request, tmp_path, env):
+        return
+    run = tmp_path / "run"
+    one_checkpoint = sum(-(-f.stat().st_size // 4096) * 4096  # what its files take on a tmpfs: whole pages
+                         for f in (reference / "checkpoints" / "5").rglob("*") if f.is_file())
+    with Tmpfs(run / "checkpoints", 32 * one_checkpoint) as disk:  # room for all 8 once the ballast goes
+        disk.fill(leave=int(1.5 * one_checkpoint))  # room for the step-5 checkpoint, not for step 10 as well
+        full = subprocess.run(cmd(run, *REF_STEPS), env=env, capture_output=True, text=True, timeout=300)
+        report = full.stderr.strip().splitlines()[-1]
+        assert full.returncode == 1, full.stderr[-3000:]
+        assert report.startswith("error: checkpoint at step 10 could not be written")
+        assert "No space left on device" in report and report.endswith("the previous checkpoint (step 5) is intact")
+        assert max(train_losses(run)) < 30  # training stopped soon after, not at the end
+        assert saved_steps(run) == [5]
+        for got, want in zip(saved_state(run, 5), saved_state(reference, 5), strict=True):
+            np.testing.assert_array_equal(got, want)
+
+        disk.empty()
+        disk.read_only()
+        frozen = subprocess.run(cmd(run, *REF_STEPS), env=env, capture_output=True, text=True, timeout=300)
+        report = frozen.stderr.strip().splitlines()[-1]
+        assert frozen.returncode == 1, frozen.stderr[-3000:]
+        assert "resumed from step 5" in frozen.stderr
+        assert report.startswith("error: checkpoint at step 10 could not be written")
+        assert "Read-only file system" in report and report.endswith("the previous checkpoint (step 5) is intact")
+
+        disk.read_only(False)
+        again = subprocess.run(cmd(run, *REF_STEPS), env=env, capture_output=True, text=True, timeout=300)
+        assert again.returncode == 0, again.stderr[-3000:]
+        assert "resumed from step 5" in again.stderr
+        ref, got = train_losses(reference), train_losses(run)
+        assert sorted(got) == list(range(40))
+        np.testing.assert_array_equal([got[s] for s in range(40)], [ref[s] for s in range(40)])
 
 
 def test_exploding_learning_rate_stops_with_a_report(env, tmp_path):

@@ -42,3 +42,20 @@ def run_jobs(jobs: list[Job], timeout_s: float = 600) -> list[dict]:
                 j.proc.kill()
                 j.proc.wait()
             j._log_file.close()
+
+
+def wait_exits(jobs: list[Job], timeout_s: float = 300) -> list[int]:
+    """Wait for every job to end, whatever its status; return the exit statuses (kills all on timeout)."""
+    deadline = time.monotonic() + timeout_s
+    try:
+        while any(j.proc.poll() is None for j in jobs):
+            if time.monotonic() > deadline:
+                raise AssertionError(f"jobs still running after {timeout_s:.0f}s:\n{jobs[0].tail()}")
+            time.sleep(0.1)
+        return [j.proc.returncode for j in jobs]
+    finally:
+        for j in jobs:
+            if j.proc.poll() is None:
+                j.proc.kill()
+                j.proc.wait()
+            j._log_file.close()

@@ -438,3 +438,22 @@ def test_pipeline_errors_are_data_errors(tmp_path):
     one_window = TextLMData("small", "char", seq_len=8, seed=0, files=pattern)
     with pytest.raises(DataError, match="1 windows of 9 tokens, fewer than one batch of 4"):
         one_window.eval_batches(4)
+
+
+def test_processes_preparing_one_dataset_at_once_take_turns(tmp_path):
+    """Two processes of a run find the dataset missing together: one builds, the other waits and reuses it."""
+    text = tmp_path / "corpus.txt"
+    text.write_text("".join(f"line {i} of a small corpus for a race\n" for i in range(4000)))
+    code = ("import sys; from gptjax.data.text_builder import prepare_text_dataset as p; "
+            "b = p('mine', files=sys.argv[1], data_dir=sys.argv[2]); print(b.data_path)")
+    root = pathlib.Path(__file__).resolve().parents[1]
+    env = {**os.environ, "PYTHONPATH": str(root)}
+    procs = [subprocess.Popen([sys.executable, "-c", code, str(text), str(tmp_path / "data")], env=env,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    outs = [p.communicate(timeout=300) for p in procs]
+    for p, (out, err) in zip(procs, outs):
+        assert p.returncode == 0, err[-2000:]
+    assert outs[0][0].splitlines()[-1] == outs[1][0].splitlines()[-1]  # the same dataset folder
+    assert sum("prepared" in out for out, _ in outs) == 1  # built once, reused by the other
+    source = tfds.data_source("gptjax_text/mine", data_dir=str(tmp_path / "data"))
+    assert len(source["train"]) > 0

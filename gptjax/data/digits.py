@@ -22,6 +22,7 @@ import tensorflow_datasets as tfds
 from etils import epath
 from tensorflow_datasets.core import utils as tfds_utils
 
+from gptjax.data.build_lock import build_lock
 from gptjax.data.corpora import DataError
 from gptjax.data.media_tokenizer import MediaTokenizer
 from gptjax.data.mixture import Example, make_example
@@ -135,10 +136,11 @@ def prepare_digits(test_fraction: float = 0.2, split_seed: int = 0, data_dir: st
     cfg = DigitsSplitConfig(name=name, test_fraction=test_fraction, split_seed=split_seed,
                             description=f"{test_fraction:g} held out, seed {split_seed}")
     directory = str(data_dir or default_data_dir())
-    builder = _quiet_tfds(lambda: GptjaxDigits(config=cfg, data_dir=directory, file_format="array_record"))
-    if not builder.data_path.exists():
-        _quiet_tfds(lambda: builder.download_and_prepare(
-            download_config=tfds.download.DownloadConfig(try_download_gcs=False)))
+    with build_lock(directory, f"digits_{name}"):
+        builder = _quiet_tfds(lambda: GptjaxDigits(config=cfg, data_dir=directory, file_format="array_record"))
+        if not builder.data_path.exists():
+            _quiet_tfds(lambda: builder.download_and_prepare(
+                download_config=tfds.download.DownloadConfig(try_download_gcs=False)))
     return builder
 
 

@@ -36,6 +36,7 @@ from etils import epath
 from tensorflow_datasets.core import utils as tfds_utils
 
 from gptjax.data import corpora
+from gptjax.data.build_lock import build_lock
 from gptjax.data.corpora import DataError
 
 log = logging.getLogger(__name__)
@@ -188,7 +189,11 @@ def prepare_text_dataset(dataset: str = "tinyshakespeare", *, files: str = "",
                            val_fraction=val_fraction, split_by=split_by, chunk_chars=chunk_chars,
                            description=f"{dataset} as line-aligned text chunks")
     data_dir = pathlib.Path(data_dir or default_data_dir()).expanduser()
+    with build_lock(data_dir, cfg.name):
+        return _prepare(dataset, corpus, cfg, data_dir, files, val_fraction, split_by)
 
+
+def _prepare(dataset, corpus, cfg, data_dir, files, val_fraction, split_by) -> GptjaxText:
     def make(corpus):
         return _quiet_tfds(lambda: GptjaxText(config=cfg, data_dir=str(data_dir), corpus=corpus,
                                               file_format="array_record"))

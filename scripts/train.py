@@ -40,6 +40,10 @@ def main(argv=None):
     exp = resolve_experiment(args.experiment, args.overrides)
     if not args.workdir and not args.dry_run:
         raise ConfigError("--workdir is required (a run folder, e.g. runs/my_run), unless --dry_run")
+    if "://" in args.workdir:
+        raise ConfigError(f"--workdir={args.workdir}: train.py writes to a filesystem path, not a URL; mount "
+                          "the bucket (gcsfuse) and pass the mounted path, or start the run with "
+                          "scripts/launch_tpu_vm.py, which does both")
     from gptjax.distributed import initialize
 
     if args.dry_run:  # before JAX starts: enough virtual CPU devices to plan the mesh on a CPU

@@ -116,3 +116,11 @@ def test_schedules_shape():
     assert abs(float(wsd(50)) - 1.0) < 1e-6 and abs(float(wsd(79)) - 1.0) < 1e-6 and float(wsd(100)) < 1e-6
     const = config.Schedule("constant", peak_lr=0.5, warmup_steps=0).build(100)
     assert float(const(0)) == 0.5 == float(const(99))
+
+
+def test_cli_refuses_a_url_workdir(tmp_path):
+    proc = subprocess.run([sys.executable, str(ROOT / "scripts" / "train.py"),
+                           str(ROOT / "experiments" / "shakespeare_char_cpu.py"), "--workdir", "gs://bucket/run"],
+                          capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert proc.returncode == 2 and "gcsfuse" in proc.stderr
+    assert not any(tmp_path.iterdir())  # no local "gs:" folder

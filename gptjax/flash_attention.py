@@ -55,7 +55,9 @@ def _flash_fwd(q, k, v, mask_parts, blocks, g):
     outs, lses = [], []
     for qs, qe, ke in blocks:
         q_rows = q[:, :, qs * g:qe * g]
-        if outs:  # one block at a time: its scores are freed before the next block's exist
+        if outs:  # one block at a time: its scores are freed before the next block's exist (the CPU
+            # compiler drops such barriers and schedules freely; measured there, the forward pass still
+            # holds under half of plain attention's temporaries, the backward about 80%)
             q_rows, _ = jax.lax.optimization_barrier((q_rows, outs[-1]))
         mask = _mask(mask_parts, qs, qe, ke, g)
         s = jnp.where(mask, _scores(q_rows, k[:, :, :ke], scale), NEG)

@@ -2,12 +2,22 @@
 
 Train on four speakers (george, jackson, nicolas, yweweler: 2000 clips), test on
 the fifth (theo: 500 clips). 8 kHz clips cropped / padded to 1 s -> 40-mel
-log-spectrogram (25 ms windows, 10 ms hop: 98 frames) -> two stride-2 convs
-(25 frames) -> 2 bidirectional blocks (64 wide) -> a resampler of 8 queries ->
-a 2-layer, 128-wide GPT decoder (prefix-LM mask). Training clips get speed
-perturbation (+-10%, by resampling), random placement and noise.
+log-spectrogram (25 ms windows, 10 ms hop: 98 frames), kept to 40 dB below each
+clip's loudest bin -> two stride-2 convs (25 frames) -> 2 bidirectional blocks
+(64 wide) -> a resampler of 8 queries -> a 2-layer, 128-wide GPT decoder
+(prefix-LM mask), dropout 0.1 in encoder and decoder. Training clips get speed
+perturbation (+-10%), placement jitter (+-50 ms), noise and waveform masks.
 
-Expect: accuracy >= 0.90 on the held-out speaker, near 0.1 with the audio zeroed:
+Why 40 dB and no channel-mean removal (media.audio.cmn): recordings end in
+digital silence where padding begins, and their own noise floor differs by
+speaker; a 40 dB range hides that edge. Against the earlier front end (80 dB,
+cmn on, no dropout: 0.842 on theo) the encoder-only probe gained 4-8 points on
+theo and jackson; the full run below gains 3.
+
+Measured (one seed; 2000 steps, 357 s of training, 391 s with compilation, on
+one shared CPU core; evaluation 23 s): accuracy 0.874 on theo (WER 0.126; weakest
+"two" 0.62 and "nine" 0.64), 0.10 with the audio zeroed; 0.782 with jackson
+held out instead (366 s of training). The issue's target of 0.90 is NOT reached.
   python scripts/train.py experiments/spoken_digits.py --workdir runs/spoken_digits
   python scripts/evaluate.py --workdir runs/spoken_digits --task transcribe
   python scripts/evaluate.py --workdir runs/spoken_digits --task transcribe --zero_media
@@ -18,12 +28,12 @@ from gptjax.config import Experiment, ModelSpec, Optimizer, Schedule, Train
 from gptjax.multimodal_config import AudioEncoderSpec, MediaSpec, SpokenDigitsData
 
 EXPERIMENT = Experiment(
-    model=ModelSpec(flavour="gpt2", n_layer=2, n_head=4, d_model=128, max_seq_len=32),
+    model=ModelSpec(flavour="gpt2", n_layer=2, n_head=4, d_model=128, max_seq_len=32, dropout=0.1),
     schedule=Schedule("warmup_cosine", peak_lr=1e-3, warmup_steps=100, end_lr=1e-4),
     optimizer=Optimizer(b1=0.9, b2=0.99, weight_decay=0.1, clip_norm=1.0),
     data=SpokenDigitsData(split_by="speaker", test_speakers="theo"),
     media=MediaSpec(audio=AudioEncoderSpec(sample_rate=8000, clip_seconds=1.0, win_ms=25, hop_ms=10, n_mels=40,
-                                           width=64, depth=2, heads=4),
+                                           top_db=40.0, cmn=False, width=64, depth=2, heads=4, dropout=0.1),
                     audio_projector="resampler", n_audio_tokens=8, mask="prefix"),
     train=Train(steps=2000, batch_size=32, eval_every=500, eval_batches=10, checkpoint_every=500,
                 log_every=50, sample_tokens=0),

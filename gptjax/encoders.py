@@ -18,10 +18,11 @@ from gptjax.transformer import Block
 
 
 def block_spec(width: int, depth: int, heads: int, mlp_ratio: int, n_tokens: int, dtype: str,
-               param_dtype: str) -> ModelSpec:
+               param_dtype: str, dropout: float = 0.0) -> ModelSpec:
     """The ModelSpec an encoder's blocks are built from (GPT-2 style: LayerNorm, GELU, biases)."""
     return ModelSpec(flavour="gpt2", n_layer=depth, n_head=heads, d_model=width, d_ff=mlp_ratio * width,
-                     vocab_size=1, max_seq_len=n_tokens, attention="xla", dtype=dtype, param_dtype=param_dtype)
+                     vocab_size=1, max_seq_len=n_tokens, attention="xla", dtype=dtype, param_dtype=param_dtype,
+                     dropout=dropout)
 
 
 def sincos_1d(n: int, dim: int) -> np.ndarray:
@@ -90,7 +91,7 @@ class ImageEncoder(nn.Module):
         else:
             pos = jnp.asarray(sincos_2d(g, g, c.width))
         x = constrain(x + pos.astype(self.dtype), ("batch", "length", "act_embed"))
-        spec = block_spec(c.width, c.depth, c.heads, c.mlp_ratio, g * g, self.dtype, self.param_dtype)
+        spec = block_spec(c.width, c.depth, c.heads, c.mlp_ratio, g * g, self.dtype, self.param_dtype, c.dropout)
         x = BidirectionalStack(spec, self.deterministic, name="blocks")(x)
         return x.mean(axis=1, keepdims=True) if c.pooling == "mean" else x
 
@@ -114,6 +115,29 @@ class AudioEncoder(nn.Module):
     param_dtype: str = "float32"
     deterministic: bool = True
 
+    def _conv(self, features, kernel, name, axes):
+        return nn.Conv(features, kernel, strides=(2,) * len(kernel), padding=((1, 1),) * len(kernel), name=name,
+                       dtype=self.dtype, param_dtype=self.param_dtype,
+                       kernel_init=nn.with_logical_partitioning(nn.initializers.lecun_normal(), axes),
+                       bias_init=nn.with_logical_partitioning(nn.initializers.zeros, (axes[-1],)))
+
+    def _stem_1d(self, x_BxFxM):
+        """Two stride-2 convolutions over time, mels as channels: [B, F/4, E]."""
+        for i in range(2):
+            x_BxFxM = nn.gelu(self._conv(self.cfg.width, (3,), f"conv_{i}", (None, None, "embed"))(x_BxFxM))
+        return x_BxFxM
+
+    def _stem_2d(self, x_BxFxM):
+        """Two stride-2 3x3 convolutions over (time, mel), then a linear map of each frame's
+        channels x mels to the width: [B, F/4, E]. Sharing filters across frequency makes
+        the features shift-tolerant along the mel axis (a speaker's formants move there)."""
+        x = x_BxFxM[..., None]
+        for i in range(2):
+            x = nn.gelu(self._conv(self.cfg.stem_channels, (3, 3), f"conv2d_{i}", (None, None, None, None))(x))
+        b, f = x.shape[:2]
+        return _dense(self.cfg.width, "stem_proj", (None, "embed"), self.dtype, self.param_dtype)(
+            x.reshape(b, f, -1))
+
     @nn.compact
     def __call__(self, wave_BxT):
         c = self.cfg
@@ -121,12 +145,7 @@ class AudioEncoder(nn.Module):
             raise ValueError(f"clips hold {wave_BxT.shape[-1]} samples; the encoder expects {c.clip_samples} "
                              f"({c.clip_seconds} s at {c.sample_rate} Hz)")
         x = audio_features(c, wave_BxT).astype(self.dtype)
-        for i in range(2):  # two stride-2 convolutions: 4x fewer frames
-            x = nn.gelu(nn.Conv(c.width, (3,), strides=(2,), padding=((1, 1),), name=f"conv_{i}",
-                                dtype=self.dtype, param_dtype=self.param_dtype,
-                                kernel_init=nn.with_logical_partitioning(nn.initializers.lecun_normal(),
-                                                                         (None, None, "embed")),
-                                bias_init=nn.with_logical_partitioning(nn.initializers.zeros, ("embed",)))(x))
+        x = self._stem_2d(x) if c.stem == "conv2d" else self._stem_1d(x)
         n = x.shape[1]
         if c.pos_emb == "learned":
             pos = self.param("pos_embed", nn.with_logical_partitioning(nn.initializers.normal(0.02),
@@ -135,7 +154,8 @@ class AudioEncoder(nn.Module):
         else:
             pos = jnp.asarray(sincos_1d(n, c.width))
         x = constrain(x + pos.astype(self.dtype), ("batch", "length", "act_embed"))
-        spec = block_spec(c.width, c.depth, c.heads, c.mlp_ratio, n, self.dtype, self.param_dtype)
+        x = nn.Dropout(c.dropout)(x, deterministic=self.deterministic)
+        spec = block_spec(c.width, c.depth, c.heads, c.mlp_ratio, n, self.dtype, self.param_dtype, c.dropout)
         x = BidirectionalStack(spec, self.deterministic, name="blocks")(x)
         if c.pooling == "mean":
             return x.mean(axis=1, keepdims=True)

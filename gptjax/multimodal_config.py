@@ -44,6 +44,7 @@ class ImageEncoderSpec:
     heads: int = 4
     mlp_ratio: int = 4
     pos_emb: str = "learned"  # learned (row + column tables) | sincos (fixed 2-D)
+    dropout: float = 0.0  # in the encoder's blocks (active only when model.dropout > 0)
     pooling: str = "none"  # none: one token per patch | mean: one token per image
     kind: str = "vit"
 
@@ -88,7 +89,10 @@ class AudioEncoderSpec:
     heads: int = 4
     mlp_ratio: int = 4
     pos_emb: str = "sincos"  # sincos | learned
+    stem: str = "conv1d"  # two stride-2 convs: conv1d (over time, mels as channels) | conv2d (3x3 over time x mel)
+    stem_channels: int = 32  # conv2d: channels of its two convolutions
     frame_stack: int = 1  # concatenate this many consecutive frames into one token
+    dropout: float = 0.0  # in the encoder's blocks (active only when model.dropout > 0)
     pooling: str = "none"  # none | mean
     kind: str = "audio_transformer"
 
@@ -141,6 +145,9 @@ class AudioEncoderSpec:
             raise ConfigError(f"media.audio.width={self.width} is not divisible by media.audio.heads={self.heads}")
         _choice("media.audio.pos_emb", self.pos_emb, ("learned", "sincos"))
         _choice("media.audio.pooling", self.pooling, ("none", "mean"))
+        _choice("media.audio.stem", self.stem, ("conv1d", "conv2d"))
+        if self.stem == "conv2d" and self.stem_channels <= 0:
+            raise ConfigError(f"media.audio.stem_channels={self.stem_channels}: must be positive")
         if self.pos_emb == "sincos" and self.width % 2:
             raise ConfigError(f"media.audio.pos_emb=sincos needs an even width, got {self.width}")
 
@@ -195,6 +202,11 @@ class MediaSpec:
             if enc is None:
                 continue
             enc.validate()
+            if not 0 <= enc.dropout < 1:
+                raise ConfigError(f"media.{modality}.dropout={enc.dropout}: must be in [0, 1)")
+            if enc.dropout and not exp.model.dropout:
+                raise ConfigError(f"media.{modality}.dropout={enc.dropout} needs model.dropout > 0: the train step "
+                                  "runs the model non-deterministically (with a dropout rng) only then")
             wanted = getattr(self, f"n_{modality}_tokens")
             if proj == "resampler":
                 if wanted <= 0:
@@ -234,8 +246,8 @@ def _spoken_source(cfg: "SpokenDigitsData", exp, tokenizer):
     return SpokenDigitsSource(tokenizer, exp.media.audio, folder=cfg.resolved_folder(), source=cfg.source,
                               data_dir=cfg.data_dir, split_by=cfg.split_by, test_speakers=cfg.test_speakers,
                               test_below_index=cfg.test_below_index, augment=cfg.augment,
-                              speed_perturb=cfg.speed_perturb, noise=cfg.noise, time_masks=cfg.time_masks,
-                              freq_masks=cfg.freq_masks)
+                              speed_perturb=cfg.speed_perturb, shift=cfg.shift, noise=cfg.noise,
+                              time_masks=cfg.time_masks, freq_masks=cfg.freq_masks)
 
 
 def _media_data(exp, tokenizer_dir, named_sources: dict, weights):
@@ -283,8 +295,9 @@ class SpokenDigitsData:
     split_by: str = "speaker"  # speaker: test_speakers held out | index: indices below test_below_index
     test_speakers: str = "theo"  # comma-separated speakers held out for test
     test_below_index: int = 5  # split_by=index: recordings 0..4 of every speaker and digit are test
-    augment: bool = True  # speed perturbation, random placement and noise on training clips
+    augment: bool = True  # speed perturbation, placement jitter, noise and masks on training clips
     speed_perturb: float = 0.1  # +-10% speed, by resampling
+    shift: float = 0.05  # placement jitter (seconds) around the centred evaluation placement
     noise: float = 0.3  # noise up to this fraction of the clip's RMS (random per clip)
     time_masks: int = 2  # SpecAugment on training clips: silenced stretches (each up to 1/12 s of a 1 s clip)
     freq_masks: int = 2  # and removed frequency bands (each up to 1/8 of the spectrum)
@@ -304,9 +317,10 @@ class SpokenDigitsData:
         if self.source == "folder" and not self.resolved_folder():
             raise ConfigError("data.folder is empty and GPTJAX_DATA_DIR is not set: point data.folder at the "
                               "FSDD recordings/ folder")
-        if not 0 <= self.speed_perturb < 0.5 or self.noise < 0 or self.time_masks < 0 or self.freq_masks < 0:
-            raise ConfigError(f"data.speed_perturb={self.speed_perturb} must be in [0, 0.5) and "
-                              f"data.noise={self.noise} non-negative")
+        if (not 0 <= self.speed_perturb < 0.5 or min(self.noise, self.shift) < 0
+                or min(self.time_masks, self.freq_masks) < 0):
+            raise ConfigError(f"data.speed_perturb={self.speed_perturb} must be in [0, 0.5); data.noise, shift, "
+                              "time_masks and freq_masks must be non-negative")
         _need(exp, "audio", "spoken digits")
 
     def build(self, exp, tokenizer_dir=None):

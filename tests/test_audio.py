@@ -120,3 +120,67 @@ def test_encoder_features_remove_channel_means_and_have_unit_rms():
     assert np.isfinite(silent).all() and np.abs(silent).max() == 0  # the zero-media ablation stays finite
     raw = np.asarray(audio_features(AudioEncoderSpec(cmn=False), x))
     assert raw.max() == pytest.approx(1.0) and raw.min() >= -1.0
+
+
+@pytest.mark.parametrize("stem", ["conv1d", "conv2d"])
+def test_audio_encoder_stems_give_a_token_per_four_frames(stem):
+    import jax
+
+    from gptjax.encoders import AudioEncoder
+    from gptjax.multimodal_config import AudioEncoderSpec
+
+    spec = AudioEncoderSpec(width=16, depth=1, heads=2, stem=stem, stem_channels=4)
+    spec.validate()
+    enc = AudioEncoder(spec)
+    x = np.random.default_rng(3).normal(size=(2, 8000)).astype(np.float32)
+    import flax.linen as nn
+
+    params = nn.unbox(enc.init(jax.random.key(0), x)["params"])
+    out = np.asarray(enc.apply({"params": params}, x))
+    assert out.shape == (2, spec.conv_frames, 16) == (2, 25, 16)
+    names = set(params)
+    if stem == "conv2d":  # 3x3 kernels over (time, mel) with 1 -> 4 -> 4 channels, then channels x mels -> width
+        assert {"conv2d_0", "conv2d_1", "stem_proj"} <= names and "conv_0" not in names
+        assert params["conv2d_0"]["kernel"].shape == (3, 3, 1, 4)
+        assert params["stem_proj"]["kernel"].shape == (4 * 10, 16)  # 40 mels / 4 = 10
+    else:
+        assert {"conv_0", "conv_1"} <= names and "stem_proj" not in names
+    assert not np.allclose(out[0], out[1])  # different clips, different tokens
+
+
+def test_audio_stem_and_dropout_are_validated():
+    from gptjax.config import ConfigError, Experiment, ModelSpec, apply_overrides
+    from gptjax.multimodal_config import AudioEncoderSpec, MediaSpec
+
+    with pytest.raises(ConfigError, match="media.audio.stem='conv3d'"):
+        AudioEncoderSpec(stem="conv3d").validate()
+    with pytest.raises(ConfigError, match="stem_channels"):
+        AudioEncoderSpec(stem="conv2d", stem_channels=0).validate()
+    exp = Experiment(model=ModelSpec(n_layer=1, n_head=2, d_model=32, max_seq_len=32),
+                     media=MediaSpec(audio=AudioEncoderSpec(width=16, heads=2, depth=1), n_audio_tokens=4))
+    exp.media.validate(exp)
+    with pytest.raises(ConfigError, match="needs model.dropout > 0"):
+        bad = apply_overrides(exp, ["media.audio.dropout=0.1"])
+        bad.media.validate(bad)
+    with pytest.raises(ConfigError, match=r"dropout=1.5: must be in \[0, 1\)"):
+        bad = apply_overrides(exp, ["media.audio.dropout=1.5", "model.dropout=0.1"])
+        bad.media.validate(bad)
+    ok = apply_overrides(exp, ["media.audio.dropout=0.1", "model.dropout=0.1"])
+    ok.media.validate(ok)
+
+
+def test_audio_encoder_dropout_acts_only_when_training():
+    import jax
+
+    from gptjax.encoders import AudioEncoder
+    from gptjax.multimodal_config import AudioEncoderSpec
+
+    spec = AudioEncoderSpec(width=16, depth=1, heads=2, dropout=0.5)
+    x = np.random.default_rng(4).normal(size=(1, 8000)).astype(np.float32)
+    params = AudioEncoder(spec).init(jax.random.key(0), x)["params"]
+    train = AudioEncoder(spec, deterministic=False)
+    a = np.asarray(train.apply({"params": params}, x, rngs={"dropout": jax.random.key(1)}))
+    b = np.asarray(train.apply({"params": params}, x, rngs={"dropout": jax.random.key(2)}))
+    assert not np.allclose(a, b)
+    e1, e2 = (np.asarray(AudioEncoder(spec).apply({"params": params}, x)) for _ in range(2))
+    np.testing.assert_array_equal(e1, e2)

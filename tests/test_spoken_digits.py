@@ -136,3 +136,56 @@ def test_waveform_masks_silence_stretches_and_remove_bands():
         assert ((before - after) > 1e-3).sum() <= len(before) // 8 + 1
     removed = [np.abs(np.fft.rfft(sd.mask_waveform(x, rng, 0, 2)))[[500, 3000]].min() < 1 for _ in range(60)]
     assert any(removed)  # some masks hit one of the tones
+
+
+def test_training_placement_jitters_around_the_evaluation_placement(folder, tmp_path):
+    kw = dict(folder=str(folder), data_dir=str(tmp_path / "tfds"), test_speakers="cid", speed_perturb=0.0,
+              noise=0.0, time_masks=0, freq_masks=0)
+    still = sd.SpokenDigitsSource(MediaTokenizer(), SPEC, shift=0.0, **kw)
+    rng = np.random.default_rng(0)
+    np.testing.assert_array_equal(still.example("train", 3, rng).audio[0], still.example("train", 3, None).audio[0])
+    moving = sd.SpokenDigitsSource(MediaTokenizer(), SPEC, shift=0.05, **kw)
+    starts = []
+    for seed in range(40):  # a 4000-sample tone sits at 2000 when centred; jitter is at most 0.05 s = 400 samples
+        clip = moving.example("train", 3, np.random.default_rng(seed)).audio[0]
+        starts.append(int(np.nonzero(np.abs(clip) > 1e-6)[0][0]))
+    assert min(starts) >= 1600 and max(starts) <= 2401 and len(set(starts)) > 10
+
+
+
+def test_stock_tfds_source_that_cannot_open_is_a_clear_error(tmp_path):
+    with pytest.raises(DataError, match="cannot open TFDS's spoken_digit in .*empty.*data.source=folder"):
+        sd.read_recordings(source="tfds", data_dir=str(tmp_path / "empty"))
+
+
+def test_stock_tfds_spoken_digit_layout_is_read(folder, tmp_path, monkeypatch):
+    """A stock `spoken_digit` prepared in a data dir (its own builder, our few WAVs in place of
+    the download) is read by source="tfds": speakers and indices from the file names. The stock
+    builder's Audio feature imports TensorFlow even to be constructed, so this needs it."""
+    pytest.importorskip("tensorflow")
+    import tensorflow_datasets as tfds
+
+    from gptjax.audio import read_wav
+
+    files = sorted(folder.glob("*_ann_*.wav")) + sorted(folder.glob("*_bob_0.wav"))
+
+    def split_generators(self, dl_manager):
+        def examples():
+            for p in files:
+                x, _ = read_wav(p)
+                yield p.name, {"audio": np.round(x * 32768).astype(np.int64), "audio/filename": p.name,
+                               "label": int(p.name[0])}
+        return {"train": examples()}
+
+    builder_cls = tfds.builder_cls("spoken_digit")
+    monkeypatch.setattr(builder_cls, "_split_generators", split_generators)
+    data_dir = tmp_path / "stock"
+    builder = builder_cls(data_dir=str(data_dir), file_format="array_record")
+    builder.download_and_prepare(download_config=tfds.download.DownloadConfig(try_download_gcs=False))
+    recs = sd.read_recordings(source="tfds", data_dir=str(data_dir), rate=8000)
+    assert len(recs) == len(files) == 40
+    r = {x.filename: x for x in recs}["7_ann_2.wav"]
+    assert (r.label, r.speaker, r.index) == (7, "ann", 2)
+    np.testing.assert_allclose(r.audio, read_wav(folder / "7_ann_2.wav")[0], atol=1e-4)
+    split = sd.split_recordings(recs, "speaker", "bob")
+    assert len(split["test"]) == 10 and {x.speaker for x in split["train"]} == {"ann"}

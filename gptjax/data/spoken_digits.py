@@ -214,10 +214,10 @@ class SpokenDigitsSource:
 
     def __init__(self, tokenizer: MediaTokenizer, audio_spec, *, folder: str = "", source: str = "folder",
                  data_dir: str = "", split_by: str = "speaker", test_speakers: str = "theo",
-                 test_below_index: int = 5, augment: bool = True, speed_perturb: float = 0.1, noise: float = 0.3,
-                 time_masks: int = 0, freq_masks: int = 0):
+                 test_below_index: int = 5, augment: bool = True, speed_perturb: float = 0.1, shift: float = 0.05,
+                 noise: float = 0.3, time_masks: int = 0, freq_masks: int = 0):
         self.tokenizer, self.spec = tokenizer, audio_spec
-        self.augment, self.speed_perturb, self.noise = augment, speed_perturb, noise
+        self.augment, self.speed_perturb, self.shift, self.noise = augment, speed_perturb, shift, noise
         self.time_masks, self.freq_masks = time_masks, freq_masks
         recordings = read_recordings(folder, source, data_dir, audio_spec.sample_rate)
         self.splits = split_recordings(recordings, split_by, test_speakers, test_below_index)
@@ -226,19 +226,21 @@ class SpokenDigitsSource:
         return len(self.splits[split])
 
     def clip(self, x: np.ndarray, rng: np.random.Generator | None) -> np.ndarray:
-        """Fit a recording to the clip length; with `rng`, augment it first."""
+        """Fit a recording to the clip length (centred, or its loudest window); with `rng`, augment it."""
         n = self.spec.clip_samples
         if rng is None or not self.augment:
             return fit_clip(x, n)
         if self.speed_perturb:  # linear interpolation: 10x cheaper than polyphase, fine for augmentation
             factor = rng.uniform(1 - self.speed_perturb, 1 + self.speed_perturb)
             x = np.interp(np.arange(0, len(x) - 1, factor), np.arange(len(x)), x).astype(np.float32)
+        # the evaluation placement, jittered by up to `shift` seconds
         if len(x) < n:
-            offset = int(rng.integers(0, n - len(x) + 1))
+            offset = (n - len(x)) // 2
         else:
             energy = np.concatenate([[0.0], np.cumsum(x.astype(np.float64) ** 2)])
-            offset = int(np.argmax(energy[n:] - energy[:-n])) + int(rng.integers(-n // 10, n // 10 + 1))
-        out = fit_clip(x, n, offset)
+            offset = int(np.argmax(energy[n:] - energy[:-n]))
+        jitter = int(self.shift * self.spec.sample_rate)
+        out = fit_clip(x, n, offset + int(rng.integers(-jitter, jitter + 1)))
         out = mask_waveform(out, rng, self.time_masks, self.freq_masks)
         if self.noise:
             rms = float(np.sqrt(np.mean(x ** 2)) + 1e-8)

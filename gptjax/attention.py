@@ -12,6 +12,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from gptjax.fusion_fence import cpu_fence
 from gptjax.sharding import constrain
 
 log = logging.getLogger(__name__)
@@ -143,7 +144,7 @@ class Attention(nn.Module):
         dtype = jnp.dtype(s.dtype)
         x_BxLxE = x_BxLxE.astype(dtype)
         if kh == h:  # one fused matmul for q, k and v
-            qkv = self._project(x_BxLxE, "qkv", (3, h, d), ("stack", "heads", "kv"))
+            qkv = cpu_fence(self._project(x_BxLxE, "qkv", (3, h, d), ("stack", "heads", "kv")))
             q, k, v = qkv[:, :, 0], qkv[:, :, 1], qkv[:, :, 2]
         else:
             q = self._project(x_BxLxE, "q", (h, d), ("heads", "kv"))

@@ -11,6 +11,7 @@ import jax
 import jax.numpy as jnp
 
 from gptjax.attention import Attention
+from gptjax.fusion_fence import cpu_fence
 from gptjax.sharding import constrain
 
 REMAT_POLICIES = {
@@ -73,7 +74,8 @@ class Mlp(nn.Module):
                          kernel_init=nn.with_logical_partitioning(nn.initializers.normal(out_std),
                                                                   ("mlp", "embed")))(h_BxLxF)
         else:  # GELU MLP, weights [out, in]
-            h_BxLxF = nn.gelu(Linear(s.ff_dim, s, ("mlp", "embed"), 0.02, name="wi")(x_BxLxE), approximate=True)
+            h_BxLxF = nn.gelu(cpu_fence(Linear(s.ff_dim, s, ("mlp", "embed"), 0.02, name="wi")(x_BxLxE)),
+                              approximate=True)
             h_BxLxF = constrain(h_BxLxF, ("batch", "length", "mlp"))
             y = Linear(s.d_model, s, ("embed", "mlp"), out_std, name="wo")(h_BxLxF)
         return nn.Dropout(s.dropout)(y, deterministic=self.deterministic)

@@ -20,13 +20,17 @@ def test_bench_step_reports_throughput_and_omits_cpu_mfu():
     assert r["peak_memory_bytes"] is None or r["peak_memory_bytes"] > 0
 
 
-def test_bench_cli_compare_prints_a_ratio():
+def run_bench_cli(*flags) -> dict:
     sets = [a for kv in TINY for a in ("--set", kv)]
     proc = subprocess.run([sys.executable, str(ROOT / "scripts" / "bench.py"), "--experiment",
                            str(ROOT / "experiments" / "shakespeare_char_cpu.py"), *sets, "--steps", "2",
-                           "--repeats", "1", "--compare"], capture_output=True, text=True, timeout=600)
+                           "--repeats", "1", *flags], capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-2000:]
-    out = json.loads(proc.stdout)
+    return json.loads(proc.stdout)
+
+
+def test_bench_cli_compare_prints_a_ratio():
+    out = run_bench_cli("--compare")
     assert out["reference"]["attention"] == "naive"
     assert abs(out["speedup"] - out["run"]["tokens_per_sec"] / out["reference"]["tokens_per_sec"]) < 1e-2
 
@@ -45,11 +49,6 @@ def test_torch_reference_is_the_same_model():
 
 def test_bench_cli_torch_prints_the_ratio():
     __import__("pytest").importorskip("torch")
-    sets = [a for kv in TINY for a in ("--set", kv)]
-    proc = subprocess.run([sys.executable, str(ROOT / "scripts" / "bench.py"), "--experiment",
-                           str(ROOT / "experiments" / "shakespeare_char_cpu.py"), *sets, "--steps", "2",
-                           "--repeats", "1", "--torch"], capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    out = json.loads(proc.stdout)
+    out = run_bench_cli("--torch")
     assert out["torch"]["framework"].startswith("torch")
     assert abs(out["vs_torch"] - out["tokens_per_sec"] / out["torch"]["tokens_per_sec"]) < 1e-2

@@ -37,11 +37,16 @@ def run_jobs(jobs: list[Job], timeout_s: float = 600) -> list[dict]:
             assert j.proc.returncode == 0, f"exit {j.proc.returncode}:\n{j.tail()}"
         return [json.loads(pathlib.Path(j.out).read_text()) if j.out else {} for j in jobs]
     finally:
-        for j in jobs:
-            if j.proc.poll() is None:
-                j.proc.kill()
-                j.proc.wait()
-            j._log_file.close()
+        _reap(jobs)
+
+
+def _reap(jobs: list[Job]) -> None:
+    """Kill what still runs and close the logs."""
+    for j in jobs:
+        if j.proc.poll() is None:
+            j.proc.kill()
+            j.proc.wait()
+        j._log_file.close()
 
 
 def wait_exits(jobs: list[Job], timeout_s: float = 300) -> list[int]:
@@ -54,8 +59,4 @@ def wait_exits(jobs: list[Job], timeout_s: float = 300) -> list[int]:
             time.sleep(0.1)
         return [j.proc.returncode for j in jobs]
     finally:
-        for j in jobs:
-            if j.proc.poll() is None:
-                j.proc.kill()
-                j.proc.wait()
-            j._log_file.close()
+        _reap(jobs)

@@ -22,6 +22,22 @@ class CheckpointWriteError(RuntimeError):
     """A checkpoint could not be written; the previous one is left as it was."""
 
 
+class _UnretrievedWrites(logging.Filter):
+    def filter(self, record):
+        return not record.getMessage().startswith("Task exception was never retrieved")
+
+
+def quiet_failed_writes() -> None:
+    """After a failed save has been reported, drop asyncio's copies of the same error.
+
+    Orbax's other writer tasks fail alike (no space, read-only) and asyncio logs each
+    one when it is garbage-collected, often at exit, after the report the user needs.
+    """
+    logger = logging.getLogger("asyncio")
+    if not any(isinstance(f, _UnretrievedWrites) for f in logger.filters):
+        logger.addFilter(_UnretrievedWrites())
+
+
 class PreemptionWatch:
     """SIGTERM (and JAX's preemption notice on TPU VMs) asks the loop to save and stop.
 

@@ -19,7 +19,8 @@ import numpy as np
 from gptjax import flops, sharding
 from gptjax.checkpoint import Checkpointer, load_params, merge_params
 from gptjax.config import ConfigError, Experiment
-from gptjax.guards import (CheckpointWriteError, NonFinitePolicy, PreemptionWatch, SpikeDetector)
+from gptjax.guards import (CheckpointWriteError, NonFinitePolicy, PreemptionWatch, SpikeDetector,
+                           quiet_failed_writes)
 from gptjax.metrics import MetricsWriter
 from gptjax.optim import make_optimizer
 from gptjax.train_step import compile_steps
@@ -171,6 +172,7 @@ def run(exp: Experiment, workdir, *, force: bool = False, progress: bool = True,
     in_flight = None  # step of the asynchronous save still being written
 
     def write_error(step, e):  # disk full, permissions, ... are reported, not hidden
+        quiet_failed_writes()
         return CheckpointWriteError(f"checkpoint at step {step} could not be written ({type(e).__name__}: {e}); "
                                     f"the previous checkpoint (step {ckpt.latest_on_disk()}) is intact")
 
@@ -234,6 +236,7 @@ def run(exp: Experiment, workdir, *, force: bool = False, progress: bool = True,
         try:
             ckpt.close()
         except Exception as e:  # noqa: BLE001
+            quiet_failed_writes()
             if not failing:
                 raise CheckpointWriteError(f"the last checkpoint could not be finished ({type(e).__name__}: "
                                            f"{e}); the newest complete one is step {ckpt.latest_on_disk()}") from None

@@ -116,3 +116,22 @@ def test_failed_checkpoint_write_stops_and_keeps_the_previous_one(tiny_exp, tmp_
     ckpt.close()
     resumed = run(tiny_exp, tmp_path / "w", progress=False)  # and the run goes on from there
     assert min(resumed.losses) == 10 and max(resumed.losses) == 29
+
+
+def test_after_a_failed_save_only_asyncio_copies_of_the_error_are_dropped(caplog):
+    import logging
+
+    from gptjax.guards import quiet_failed_writes
+
+    logger = logging.getLogger("asyncio")
+    before = list(logger.filters)
+    try:
+        quiet_failed_writes()
+        quiet_failed_writes()  # once is enough
+        assert len(logger.filters) == len(before) + 1
+        with caplog.at_level(logging.ERROR, logger="asyncio"):
+            logger.error("Task exception was never retrieved\nfuture: <Task finished>")
+            logger.error("Unclosed client session")
+        assert [r.getMessage() for r in caplog.records] == ["Unclosed client session"]
+    finally:
+        logger.filters[:] = before

@@ -199,6 +199,10 @@ class Mesh:
     data: int = -1
     fsdp: int = 1
     tensor: int = 1
+    # a host without an accelerator: split its CPU into this many JAX devices (data parallel
+    # over the cores); 0 leaves JAX's one CPU device. Helps small models, whose ops are too
+    # small to keep several threads busy (gptjax/distributed.py: split_cpu)
+    cpu_devices: int = 0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -270,6 +274,9 @@ class Experiment:
                 raise ConfigError(f"mesh.{axis}={v}: must be a positive size or -1 (the remaining devices)")
         if sum(getattr(self.mesh, a) == -1 for a in ("data", "fsdp", "tensor")) > 1:
             raise ConfigError("at most one mesh axis may be -1")
+        if self.mesh.cpu_devices < 0:
+            raise ConfigError(f"mesh.cpu_devices={self.mesh.cpu_devices}: expected 0 (one CPU device) or a "
+                              "positive number of CPU devices")
         return self
 
 

@@ -46,6 +46,29 @@ def detect() -> str:
     return ""
 
 
+def split_cpu(exp, num_processes: int = 0) -> int:
+    """Before JAX starts: give the CPU backend `exp.mesh.cpu_devices` devices; return the count set (0: none).
+
+    One process's data-parallel mesh then spans the host's cores, each device
+    running its share of the batch on its own thread: on 2 cores the 0.8M-parameter
+    shakespeare_char_cpu step runs 1.19x faster than on one 2-thread device (the same
+    numbers up to summation order). Nothing changes when the caller already chose a CPU
+    device count (XLA_FLAGS or jax_num_cpu_devices), or with several processes, which
+    already share the host's cores; accelerators are used as before.
+    """
+    import jax
+
+    n = exp.mesh.cpu_devices
+    if (n < 2 or "xla_force_host_platform_device_count" in os.environ.get("XLA_FLAGS", "")
+            or num_processes > 1 or detect() or jax.config.jax_num_cpu_devices >= 0):
+        return 0
+    try:
+        jax.config.update("jax_num_cpu_devices", n)
+    except RuntimeError:  # a backend already started: use the devices it has
+        return 0
+    return n
+
+
 def _check_explicit(coordinator: str, num_processes: int, process_id: int) -> None:
     if not re.fullmatch(r"\[?[\w.:-]+\]?:\d+", coordinator):
         raise ConfigError(f"--coordinator={coordinator!r}: expected host:port (e.g. 10.0.0.1:1234), "

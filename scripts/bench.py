@@ -28,8 +28,10 @@ def main(argv=None):
     a = p.parse_args(argv)
 
     from gptjax.bench import bench_step
+    from gptjax.distributed import split_cpu
 
     exp = resolve_experiment(a.experiment, a.overrides)
+    split_cpu(exp)  # the devices scripts/train.py would give this experiment
     result = bench_step(exp, a.steps, repeats=a.repeats, vocab_size=a.vocab_size)
     if a.compare is not None:
         ref_exp = apply_overrides(exp, a.compare or ["model.attention=naive"]).validate()

@@ -44,8 +44,10 @@ def main(argv=None):
         raise ConfigError(f"--workdir={args.workdir}: train.py writes to a filesystem path, not a URL; mount "
                           "the bucket (gcsfuse) and pass the mounted path, or start the run with "
                           "scripts/launch_tpu_vm.py, which does both")
-    from gptjax.distributed import initialize
+    from gptjax.distributed import initialize, split_cpu
 
+    if not args.dry_run:
+        split_cpu(exp, args.num_processes)
     if args.dry_run:  # before JAX starts: enough virtual CPU devices to plan the mesh on a CPU
         from gptjax.dry_run import plan_devices
 

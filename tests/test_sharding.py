@@ -12,6 +12,7 @@ the device count is fixed when JAX starts, and this process has one. They share
 a persistent compilation cache, so a resumed run reuses the first run's compile.
 """
 import dataclasses
+import json
 import os
 import pathlib
 import re
@@ -19,6 +20,7 @@ import shutil
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -176,6 +178,32 @@ def test_cli_refuses_indivisible_mesh(tmp_path, data_dir, cache, overrides, devi
     assert proc.stderr.strip().splitlines()[-1].startswith("error: ")
     assert re.search(message, proc.stderr), proc.stderr[-2000:]
     assert not workdir.exists()
+
+
+# ---------------------------------------------------------------- one process, several CPU devices
+
+def test_cpu_devices_split_one_process_into_data_parallel_devices(tmp_path, data_dir, cache):
+    """mesh.cpu_devices (2 in the CPU experiment) gives one process a 2-device data mesh, with the
+    losses of a 1-device run up to summation order; a device count in XLA_FLAGS wins."""
+    def train(name, extra=(), xla_flags=None):
+        env = env_for(1, cache)
+        env.pop("XLA_FLAGS") if xla_flags is None else env.update(XLA_FLAGS=xla_flags)
+        sets = [a for o in OVERRIDES + ["train.steps=6", "train.log_every=1", *extra] for a in ("--set", o)]
+        proc = subprocess.run([sys.executable, str(ROOT / "scripts" / "train.py"), str(EXPERIMENT), "--workdir",
+                               str(tmp_path / name), "--no_progress", *sets],
+                              env=env, capture_output=True, text=True, timeout=300)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        mesh = re.search(r"mesh \{'data': (\d+),", proc.stderr)
+        losses = [json.loads(line)["loss"] for line in (tmp_path / name / "metrics.jsonl").read_text().splitlines()
+                  if "loss" in json.loads(line)]
+        return int(mesh[1]), losses
+
+    split, split_losses = train("split")
+    one, one_losses = train("one", ["mesh.cpu_devices=0"])
+    user, _ = train("user", xla_flags="--xla_force_host_platform_device_count=1")
+    assert (split, one, user) == (2, 1, 1)
+    assert len(split_losses) == 6
+    np.testing.assert_allclose(split_losses, one_losses, rtol=2e-5)
 
 
 # ---------------------------------------------------------------- dry run

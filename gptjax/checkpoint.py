@@ -76,16 +76,30 @@ class Checkpointer:
         self.manager.close()
 
 
+def load_state(directory, step: int | None = None) -> dict:
+    """The train state a checkpoint folder holds at `step` (default: the newest), as saved, on this
+    process's first device: no target structure needed, and any device count or mesh may have
+    written it (a 2-device CPU run, a TPU slice)."""
+    directory = pathlib.Path(directory).absolute()
+    manager = ocp.CheckpointManager(directory, item_names=("state", "meta"))
+    try:
+        step = manager.latest_step() if step is None else step
+        if step is None:
+            raise FileNotFoundError(f"no checkpoint found in {directory}")
+        saved = ocp.StandardCheckpointer().metadata(directory / str(step) / "state").item_metadata
+        here = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+        target = jax.tree.map(lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=here), saved)
+        return manager.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore(target)))["state"]
+    finally:
+        manager.close()
+
+
 def load_params(workdir) -> dict:
     """The parameters of another run's newest checkpoint, as saved (no target structure needed)."""
-    directory = pathlib.Path(workdir).absolute() / "checkpoints"
-    manager = ocp.CheckpointManager(directory, item_names=("state", "meta"))
-    step = manager.latest_step()
-    if step is None:
-        raise FileNotFoundError(f"train.init_from={workdir}: no checkpoint found in {directory}")
-    restored = manager.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore()))
-    manager.close()
-    return restored["state"]["params"]
+    try:
+        return load_state(pathlib.Path(workdir) / "checkpoints")["params"]
+    except FileNotFoundError as e:
+        raise FileNotFoundError(f"train.init_from={workdir}: {e}") from None
 
 
 def merge_params(params, source) -> tuple[object, list[str]]:

@@ -24,7 +24,8 @@ class CheckpointWriteError(RuntimeError):
 
 class _UnretrievedWrites(logging.Filter):
     def filter(self, record):
-        return not record.getMessage().startswith("Task exception was never retrieved")
+        # "Task / Future / _GatheringFuture exception was never retrieved"
+        return "exception was never retrieved" not in record.getMessage().split("\n", 1)[0]
 
 
 def quiet_failed_writes() -> None:

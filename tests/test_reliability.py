@@ -70,16 +70,13 @@ def final_params(workdir):
 
 
 def saved_state(workdir, step):
-    """Every leaf of the train state saved at `step`, as numpy arrays (restored without a target)."""
+    """Every leaf of the train state saved at `step`, as numpy arrays (restored without a target,
+    in this one-device process, from runs on the CPU experiment's two devices)."""
     import jax
-    import orbax.checkpoint as ocp
 
-    manager = ocp.CheckpointManager(pathlib.Path(workdir).absolute() / "checkpoints", item_names=("state", "meta"))
-    try:
-        state = manager.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore()))["state"]
-    finally:
-        manager.close()
-    return [np.asarray(x) for x in jax.tree.leaves(state)]
+    from gptjax.checkpoint import load_state
+
+    return [np.asarray(x) for x in jax.tree.leaves(load_state(pathlib.Path(workdir) / "checkpoints", step))]
 
 
 def saved_steps(workdir):

@@ -51,6 +51,18 @@ def test_tfds_builder_writes_the_split_as_array_record(tfds_dir):
     np.testing.assert_array_equal(got_labels, labels[test])
 
 
+def test_building_leaves_no_temporary_folder_behind(tmp_path, monkeypatch):
+    """TFDS's lookup of a dataset's info on its GCS bucket made an empty /tmp folder per builder."""
+    import tempfile
+
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))
+    builder = digits.prepare_digits(0.2, 0, str(tmp_path / "tfds"))
+    assert builder.info.splits["train"].num_examples == 1437
+    assert list(scratch.iterdir()) == []
+
+
 def test_media_tokenizer_round_trip_and_specials(tmp_path):
     tok = MediaTokenizer(pixel_levels=4)
     ids = tok.encode("<bos><image>is it even?<p3>")

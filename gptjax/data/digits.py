@@ -26,7 +26,7 @@ from gptjax.data.build_lock import build_lock
 from gptjax.data.corpora import DataError
 from gptjax.data.media_tokenizer import MediaTokenizer
 from gptjax.data.mixture import Example, make_example
-from gptjax.data.text_builder import _quiet_tfds, default_data_dir
+from gptjax.data.text_builder import LocalDatasetInfo, _quiet_tfds, default_data_dir
 
 NAMES = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten")
 MAX_GREY = 16  # load_digits' images hold 0..16
@@ -93,7 +93,7 @@ class GptjaxDigits(tfds.core.GeneratorBasedBuilder):
         return epath.Path(__file__)  # TFDS's default probes a backport package (see text_builder)
 
     def _info(self) -> tfds.core.DatasetInfo:
-        return tfds.core.DatasetInfo(
+        return LocalDatasetInfo(
             builder=self, description="8x8 handwritten digits (scikit-learn load_digits), gptjax split.",
             features=tfds.features.FeaturesDict({
                 "image": tfds.features.Tensor(shape=(8, 8), dtype=np.uint8),

@@ -36,7 +36,7 @@ from gptjax.data.corpora import DataError
 from gptjax.data.digits import NAMES
 from gptjax.data.media_tokenizer import MediaTokenizer
 from gptjax.data.mixture import Example, make_example
-from gptjax.data.text_builder import _quiet_tfds, default_data_dir
+from gptjax.data.text_builder import LocalDatasetInfo, _quiet_tfds, default_data_dir
 
 FILENAME = re.compile(r"^(\d)_([A-Za-z0-9-]+)_(\d+)\.wav$")
 PATTERN_HELP = "{digit}_{speaker}_{index}.wav, e.g. 7_jackson_32.wav"
@@ -92,7 +92,7 @@ class GptjaxSpokenDigits(tfds.core.GeneratorBasedBuilder):
         return epath.Path(__file__)  # TFDS's default probes a backport package (see text_builder)
 
     def _info(self) -> tfds.core.DatasetInfo:
-        return tfds.core.DatasetInfo(
+        return LocalDatasetInfo(
             builder=self, description="Free Spoken Digit Dataset recordings (gptjax).",
             features=tfds.features.FeaturesDict({
                 "audio": tfds.features.Tensor(shape=(None,), dtype=np.int16),

@@ -79,7 +79,7 @@ class GptjaxText(tfds.core.GeneratorBasedBuilder):
         super().__init__(**kwargs)
 
     def _info(self) -> tfds.core.DatasetInfo:
-        return tfds.core.DatasetInfo(
+        return LocalDatasetInfo(
             builder=self,
             description="Plain-text corpus in ordered, line-aligned chunks (gptjax).",
             features=tfds.features.FeaturesDict({
@@ -224,6 +224,17 @@ def _log_source(dataset: str, source: str, path) -> None:
                     dataset, path, source)
     else:
         log.info("%s: %s (from %s)", dataset, path, source)
+
+
+class LocalDatasetInfo(tfds.core.DatasetInfo):
+    """DatasetInfo of a dataset only we build: never looked up on TFDS's GCS bucket.
+
+    TFDS's own lookup runs for every builder of a dataset not yet prepared; it
+    leaves an empty temporary folder behind each time, and asks the network.
+    """
+
+    def initialize_from_bucket(self) -> None:
+        return None
 
 
 def _quiet_tfds(fn):

@@ -56,9 +56,14 @@ def split_cpu(exp, num_processes: int = 0) -> int:
     device count (XLA_FLAGS or jax_num_cpu_devices), or with several processes, which
     already share the host's cores; accelerators are used as before.
     """
+    return set_cpu_device_count(exp.mesh.cpu_devices, num_processes)
+
+
+def set_cpu_device_count(n: int, num_processes: int = 0) -> int:
+    """Before JAX starts: `n` CPU devices, unless the caller already chose a count (XLA_FLAGS or
+    jax_num_cpu_devices) or several processes run; return the count set (0: none)."""
     import jax
 
-    n = exp.mesh.cpu_devices
     if (n < 2 or "xla_force_host_platform_device_count" in os.environ.get("XLA_FLAGS", "")
             or num_processes > 1 or detect() or jax.config.jax_num_cpu_devices >= 0):
         return 0

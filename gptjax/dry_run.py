@@ -45,18 +45,9 @@ def plan_devices(exp: Experiment) -> None:
     device count (XLA_FLAGS or jax_num_cpu_devices) or runs several processes
     (each would take the whole count).
     """
-    import jax
+    from gptjax.distributed import set_cpu_device_count
 
-    from gptjax.distributed import detect
-
-    n = required_devices(exp)
-    if not n or n == 1 or "xla_force_host_platform_device_count" in os.environ.get("XLA_FLAGS", "") or detect():
-        return
-    if jax.config.jax_num_cpu_devices < 0:
-        try:
-            jax.config.update("jax_num_cpu_devices", n)
-        except RuntimeError:  # a backend already started: use the devices it has
-            pass
+    set_cpu_device_count(required_devices(exp) or 0)
 
 
 def resolve_vocab(exp: Experiment) -> tuple[int, str]:

@@ -1,4 +1,5 @@
 """Spoken digits: the folder -> TFDS build, splits by speaker and by index, clips and errors."""
+import threading
 import wave
 
 import numpy as np
@@ -6,6 +7,7 @@ import pytest
 
 from gptjax.config import ConfigError, Experiment, ModelSpec, Train, apply_overrides
 from gptjax.data import spoken_digits as sd
+from gptjax.data.build_lock import build_lock
 from gptjax.data.corpora import DataError
 from gptjax.data.media_tokenizer import MediaTokenizer
 from gptjax.multimodal_config import AudioEncoderSpec, MediaSpec, SpokenDigitsData
@@ -46,6 +48,24 @@ def test_split_by_speaker_holds_out_exactly_the_named_speakers(folder, tmp_path)
         sd.split_recordings(recs, "speaker", "zed")
     with pytest.raises(DataError, match="train split is empty"):
         sd.split_recordings(recs, "speaker", "ann,bob,cid")
+
+
+def test_a_build_waits_while_another_process_builds_the_same_folder(folder, tmp_path):
+    """Two runs of a sweep starting at once must not both write the dataset: TFDS's final rename of
+    the second would fail with FileExistsError. The build holds a lock; while someone else holds it,
+    nothing is written, and once it is free the build completes."""
+    out = tmp_path / "tfds"
+    name = sd.lock_name(f"fsdd_{sd.folder_fingerprint(sd.list_recordings(folder))}")
+    result = {}
+    with build_lock(str(out), name):
+        t = threading.Thread(target=lambda: result.update(b=sd.prepare_recordings(folder, str(out))))
+        t.start()
+        t.join(timeout=3.0)
+        assert t.is_alive(), "the build did not wait for the lock"
+        assert not (out / "gptjax_spoken_digits").exists()
+    t.join(timeout=120)
+    assert not t.is_alive() and result["b"].data_path.exists()
+    assert len(sd.read_recordings(str(folder), data_dir=str(out))) == 90
 
 
 def test_split_by_index_tests_the_low_indices(folder, tmp_path):

@@ -32,6 +32,7 @@ from etils import epath
 from tensorflow_datasets.core import utils as tfds_utils
 
 from gptjax.audio import fit_clip, read_wav, resample
+from gptjax.data.build_lock import build_lock
 from gptjax.data.corpora import DataError
 from gptjax.data.digits import NAMES
 from gptjax.data.media_tokenizer import MediaTokenizer
@@ -121,11 +122,16 @@ def prepare_recordings(folder, data_dir: str = "") -> GptjaxSpokenDigits:
     cfg = RecordingsConfig(name=f"fsdd_{folder_fingerprint(files)}", folder=str(pathlib.Path(folder).resolve()),
                            description=f"{len(files)} recordings")
     directory = str(data_dir or default_data_dir())
-    builder = _quiet_tfds(lambda: GptjaxSpokenDigits(config=cfg, data_dir=directory, file_format="array_record"))
-    if not builder.data_path.exists():
-        _quiet_tfds(lambda: builder.download_and_prepare(
-            download_config=tfds.download.DownloadConfig(try_download_gcs=False)))
+    with build_lock(directory, lock_name(cfg.name)):  # runs of a sweep may build the same folder at once
+        builder = _quiet_tfds(lambda: GptjaxSpokenDigits(config=cfg, data_dir=directory, file_format="array_record"))
+        if not builder.data_path.exists():
+            _quiet_tfds(lambda: builder.download_and_prepare(
+                download_config=tfds.download.DownloadConfig(try_download_gcs=False)))
     return builder
+
+
+def lock_name(config_name: str) -> str:
+    return f"spoken_digits_{config_name}"
 
 
 @dataclasses.dataclass

@@ -6,6 +6,9 @@ vocab_size filled), ``metrics.jsonl``, ``sweep_run.json`` / ``DONE`` /
 (pending ones included) and the swept keys. CSV columns match the defaults of
 ``scripts/scaling.py``: ``loss`` (eval loss at the final step, done runs
 only), ``params``, ``tokens``, ``flops``; ``params_non_embedding`` is Kaplan's N.
+Runs evaluated with ``scripts/evaluate.py`` add a column per task and score
+(``eval_transcribe.json`` -> ``transcribe_accuracy``, ``transcribe_wer``, ...),
+so a sweep over held-out speakers or seeds reads as one table.
 """
 from __future__ import annotations
 
@@ -25,6 +28,7 @@ from gptjax.sweep_backends import DONE, FAILED, LOG, RECORD, attempt_alive, log_
 MANIFEST = "sweep.json"
 NUMERIC_COLUMNS = ("steps", "target_steps", "tokens", "params", "params_non_embedding", "flops", "loss",
                    "best_loss", "train_loss", "wall_s")
+EVAL_SCORES = ("accuracy", "wer", "cer")
 _LOG_TIME = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d),(\d{3}) ")
 
 
@@ -125,10 +129,24 @@ def collect(root, convention: str = "6N+attn") -> tuple[dict, list[dict], dict]:
                            flops=flops_lib.training_flops(model, seq_len, row["tokens"], convention))
             except (ValueError, AttributeError, TypeError):
                 pass  # a config flops.py cannot count (e.g. multimodal): leave the columns empty
+        row.update(eval_scores(workdir))
         if row["status"] in ("failed", "interrupted"):
             row["log_tail"] = log_tail(workdir)
         rows.append(row)
-    return {**manifest, "swept_keys": keys}, rows, all_curves
+    eval_cols = sorted({k for r in rows for k in r if k.endswith(tuple(f"_{s}" for s in EVAL_SCORES))},
+                       key=lambda k: (k.rsplit("_", 1)[0], EVAL_SCORES.index(k.rsplit("_", 1)[1])))
+    return {**manifest, "swept_keys": keys, "eval_columns": eval_cols}, rows, all_curves
+
+
+def eval_scores(workdir: pathlib.Path) -> dict:
+    """{"<task>[_zero_media]_<score>": value} from the run's eval_*.json files (scripts/evaluate.py)."""
+    scores = {}
+    for path in sorted(workdir.glob("eval_*.json")):
+        result = read_json(path) or {}
+        stem = path.stem[len("eval_"):]
+        scores.update({f"{stem}_{k}": float(result[k]) for k in EVAL_SCORES
+                       if isinstance(result.get(k), (int, float)) and not isinstance(result.get(k), bool)})
+    return scores
 
 
 # ---------------------------------------------------------------- table
@@ -144,6 +162,8 @@ def _fmt(key: str, v) -> str:
         return f"{v:.4f}"
     if key == "wall_s":
         return f"{v:.0f}s"
+    if isinstance(v, float) and key.endswith(tuple(f"_{s}" for s in EVAL_SCORES)):
+        return f"{v:.3f}"
     return str(v)
 
 
@@ -154,7 +174,7 @@ def markdown(manifest: dict, rows: list[dict], convention: str) -> str:
     for r in rows:
         counts[r["status"]] = counts.get(r["status"], 0) + 1
     cols = ["status", *keys, "steps", "tokens", "params", "params_non_embedding", "flops", "loss", "best_loss",
-            "train_loss", "wall_s"]
+            "train_loss", "wall_s", *manifest.get("eval_columns", [])]
     titles = {"params_non_embedding": "non-emb params", "flops": f"FLOPs ({convention})", "loss": "final eval",
               "best_loss": "best eval", "train_loss": "train (EMA)", "wall_s": "wall", "steps": "steps done"}
     titles.update({k: s if s not in cols and s not in titles.values() else k for k, s in shorts.items()})
@@ -168,6 +188,12 @@ def markdown(manifest: dict, rows: list[dict], convention: str) -> str:
              "|" + "---|" * (len(cols) + 1)]
     for r in rows:
         lines.append(f"| {r['name']} | " + " | ".join(_fmt(c, r.get(c)) for c in cols) + " |")
+    means = []
+    for c in manifest.get("eval_columns", []):
+        values = [r[c] for r in rows if r.get(c) is not None]
+        means.append(f"{c} {sum(values) / len(values):.3f} ({len(values)} runs, {min(values):.3f}-{max(values):.3f})")
+    if means:
+        lines += ["", "Evaluations (scripts/evaluate.py), mean over the runs that have them: " + "; ".join(means) + "."]
     for r in rows:
         if r.get("log_tail") is not None:
             lines += ["", f"## {r['status']}: {r['name']}", "", "Last lines of its train.log:", "", "```",
@@ -176,7 +202,8 @@ def markdown(manifest: dict, rows: list[dict], convention: str) -> str:
 
 
 def write_csv(path: pathlib.Path, manifest: dict, rows: list[dict]) -> None:
-    cols = ["name", "status", *manifest["swept_keys"], *NUMERIC_COLUMNS, "flops_convention"]
+    cols = ["name", "status", *manifest["swept_keys"], *NUMERIC_COLUMNS, "flops_convention",
+            *manifest.get("eval_columns", [])]
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
     with tmp.open("w", newline="") as fh:
         writer = csv.DictWriter(fh, cols, extrasaction="ignore")

@@ -343,3 +343,30 @@ def test_report_errors_exit_2(tmp_path):
     fake_sweep(root)
     bad = sweep_cli("report", root, "--flops_convention", "7N")
     assert bad.returncode == 2 and "6N+attn" in bad.stderr
+
+
+def test_report_adds_the_scores_of_evaluated_runs_and_their_mean(tmp_path):
+    from gptjax.sweep_report import write_report
+
+    root = tmp_path / "fake"
+    fake_sweep(root)
+    scores = {"n_layer=1,d_model=16": (0.8, 0.2), "n_layer=1,d_model=32": (0.9, 0.125)}
+    for name, (acc, wer) in scores.items():
+        (root / name / "eval_transcribe.json").write_text(json.dumps(
+            {"task": "transcribe", "accuracy": acc, "wer": wer, "examples": 500, "zero_media": False,
+             "per_digit_accuracy": {"0": 1.0}}))
+    (root / "n_layer=1,d_model=16" / "eval_transcribe_zero_media.json").write_text(json.dumps({"accuracy": 0.1}))
+    (root / "n_layer=1,d_model=16" / "eval_broken.json").write_text("{not json")
+    text, rows, _ = write_report(root)
+    with open(root / "report.csv", newline="") as fh:
+        table = {r["name"]: r for r in csv.DictReader(fh)}
+    assert float(table["n_layer=1,d_model=32"]["transcribe_accuracy"]) == 0.9
+    assert float(table["n_layer=1,d_model=16"]["transcribe_wer"]) == 0.2
+    assert float(table["n_layer=1,d_model=16"]["transcribe_zero_media_accuracy"]) == 0.1
+    assert table["n_layer=2,d_model=32"]["transcribe_accuracy"] == ""  # not evaluated
+    assert "examples" not in next(iter(table.values())) and "transcribe_examples" not in next(iter(table.values()))
+    header = next(line for line in text.splitlines() if line.startswith("| run |"))
+    assert header.index("transcribe_accuracy") < header.index("transcribe_wer") < header.index(
+        "transcribe_zero_media_accuracy")
+    assert "transcribe_accuracy 0.850 (2 runs, 0.800-0.900)" in text
+    assert "transcribe_zero_media_accuracy 0.100 (1 runs" in text

@@ -181,8 +181,11 @@ def test_stock_tfds_source_that_cannot_open_is_a_clear_error(tmp_path):
 def test_stock_tfds_spoken_digit_layout_is_read(folder, tmp_path, monkeypatch):
     """A stock `spoken_digit` prepared in a data dir (its own builder, our few WAVs in place of
     the download) is read by source="tfds": speakers and indices from the file names. The stock
-    builder's Audio feature imports TensorFlow even to be constructed, so this needs it."""
-    pytest.importorskip("tensorflow")
+    builder's Audio feature imports TensorFlow even to be constructed, so this needs
+    requirements-stock-tfds.txt (not installed by scripts/test.sh, to keep TensorFlow out of the
+    main test environment)."""
+    pytest.importorskip("tensorflow", reason="needs requirements-stock-tfds.txt (TensorFlow)")
+    pytest.importorskip("importlib_resources", reason="needs requirements-stock-tfds.txt")
     import tensorflow_datasets as tfds
 
     from gptjax.audio import read_wav

@@ -11,7 +11,8 @@ fingerprint names the config). Train and test are chosen when reading:
   split_by="index"     recordings with index < `test_below_index` (0..4) are test (FSDD's own rule)
 
 A stock ``spoken_digit`` prepared (array_record) in a TFDS data dir can be
-read instead (`source="tfds"`; its speakers come from the file names).
+read instead (`source="tfds"`; its speakers come from the file names). TFDS's
+stock builder needs TensorFlow for its Audio feature: requirements-stock-tfds.txt.
 
 Task: "<audio>transcribe:" -> "seven". Clips are resampled to the model rate
 and cropped / zero-padded to its clip length; training clips are augmented
@@ -154,8 +155,8 @@ def read_recordings(folder: str = "", source: str = "folder", data_dir: str = ""
         except Exception as e:  # noqa: BLE001 - TFDS raises many types for a missing / unreadable dataset
             raise DataError(f"cannot open TFDS's spoken_digit in {data_dir or 'the default data dir'}: "
                             f"{type(e).__name__}: {str(e).splitlines()[0][:200]} (it must be prepared as "
-                            "array_record; its Audio feature needs TensorFlow installed; or use "
-                            "data.source=folder)") from None
+                            "array_record; its Audio feature needs TensorFlow: pip install -r "
+                            "requirements-stock-tfds.txt; or use data.source=folder)") from None
     else:
         raise DataError(f"spoken digits source {source!r}: expected folder or tfds")
     out = []

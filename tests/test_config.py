@@ -74,6 +74,21 @@ def test_every_shipped_experiment_loads_and_validates(monkeypatch, tmp_path):
         assert exp.name == path.stem or exp.name
 
 
+def test_every_shipped_sweep_plans(monkeypatch, tmp_path):
+    """Each sweep file loads, finds its base experiment and validates every run it expands to."""
+    from gptjax.sweep import load_sweep, plan
+
+    monkeypatch.setenv("GPTJAX_DATA_DIR", os.environ.get("GPTJAX_DATA_DIR") or str(tmp_path))
+    files = sorted((ROOT / "experiments" / "sweeps").glob("*.py"))
+    assert files
+    for path in files:
+        runs = plan(*load_sweep(path))
+        assert runs and len({r.name for r in runs}) == len(runs), path
+    speakers = plan(*load_sweep(ROOT / "experiments" / "sweeps" / "spoken_digits_speakers.py"))
+    assert sorted(r.experiment.data.test_speakers for r in speakers) == [
+        "george", "jackson", "nicolas", "theo", "yweweler"]
+
+
 def test_experiment_file_errors(tmp_path):
     with pytest.raises(ConfigError, match="not found"):
         load_experiment(tmp_path / "missing.py")

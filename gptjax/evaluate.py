@@ -111,11 +111,22 @@ def evaluate_answers(exp, params, data, task, *, zero_media=False, batch_size=64
               "accuracy": float(correct.mean()),
               "per_digit_accuracy": {str(d): float(correct[labels == d].mean()) for d in range(10)
                                      if (labels == d).any()},
+              "confusion": confusion(refs, [p.strip() for p in preds]),
               "decode_seconds": round(time.time() - t0, 2)}
     if task == "transcribe":
         result.update(error_rates(preds, refs))
     result["samples"] = [{"reference": r, "prediction": p} for p, r in list(zip(preds, refs))[:8]]
     return result, examples, preds
+
+
+def confusion(references, predictions) -> dict:
+    """{reference: {prediction: count}}, references in first-seen order; a prediction that is no
+    reference's text counts as "other"."""
+    known = list(dict.fromkeys(references))
+    table = {r: {p: 0 for p in [*known, "other"]} for r in known}
+    for r, p in zip(references, predictions):
+        table[r][p if p in table else "other"] += 1
+    return {r: {p: n for p, n in row.items() if n} for r, row in table.items()}
 
 
 def digit_classifier(levels: int, split_seed: int = 0, test_fraction: float = 0.2, data_dir: str = ""):
@@ -157,6 +168,7 @@ def evaluate_generation(exp, params, data, *, num_samples=10, temperature=1.0, t
             "accuracy": float(hits.mean()),
             "per_digit_accuracy": {str(d): float(hits[digits == d].mean()) for d in range(10)},
             "classifier": "logistic regression on training images", "classifier_test_accuracy": clf_acc,
+            "confusion": confusion([str(d) for d in digits], [str(p) for p in predicted]),
             "decode_seconds": round(time.time() - t0, 2)}, images, digits, predicted
 
 
@@ -170,6 +182,12 @@ def markdown(result: dict) -> str:
              "| " + " | ".join(f"{result[k]:.4f}" if isinstance(result[k], float) else str(result[k])
                               for k in head) + " |", "", "| digit | accuracy |", "|---|---|"]
     lines += [f"| {d} | {a:.3f} |" for d, a in result.get("per_digit_accuracy", {}).items()]
+    if result.get("confusion"):
+        cols = [*result["confusion"], "other"]
+        lines += ["", "Confusion (rows: reference, columns: prediction):", "",
+                  "| reference | " + " | ".join(cols) + " |", "|" + "---|" * (len(cols) + 1)]
+        lines += [f"| {r} | " + " | ".join(str(row.get(c, 0)) for c in cols) + " |"
+                  for r, row in result["confusion"].items()]
     if isinstance(result.get("samples"), list):
         lines += ["", "| reference | prediction |", "|---|---|"]
         lines += [f"| {s['reference']} | {s['prediction']} |" for s in result["samples"]]

@@ -172,3 +172,17 @@ def test_short_caption_training_lowers_the_loss_and_evaluates(tmp_path):
     assert saved["accuracy"] == out["accuracy"]
     assert (tmp_path / "run" / "eval_caption.md").read_text().startswith("# caption")
     assert (tmp_path / "run" / "eval_caption.png").stat().st_size > 1000
+    counts = out["confusion"]
+    assert sum(n for row in counts.values() for n in row.values()) == 20
+    hits = sum(row.get(ref, 0) for ref, row in counts.items())
+    assert hits == round(out["accuracy"] * 20)
+    assert "Confusion (rows: reference" in (tmp_path / "run" / "eval_caption.md").read_text()
+
+
+def test_confusion_counts_predictions_per_reference():
+    from gptjax.evaluate import confusion
+
+    refs = ["two", "two", "six", "six", "six", "zero"]
+    preds = ["two", "six", "six", "sixty", "two", "zero"]
+    assert confusion(refs, preds) == {"two": {"two": 1, "six": 1}, "six": {"six": 1, "two": 1, "other": 1},
+                                      "zero": {"zero": 1}}

@@ -142,7 +142,9 @@ def eval_scores(workdir: pathlib.Path) -> dict:
     """{"<task>[_zero_media]_<score>": value} from the run's eval_*.json files (scripts/evaluate.py)."""
     scores = {}
     for path in sorted(workdir.glob("eval_*.json")):
-        result = read_json(path) or {}
+        result = read_json(path)
+        if not isinstance(result, dict):
+            continue  # unreadable or not an evaluate.py result
         stem = path.stem[len("eval_"):]
         scores.update({f"{stem}_{k}": float(result[k]) for k in EVAL_SCORES
                        if isinstance(result.get(k), (int, float)) and not isinstance(result.get(k), bool)})

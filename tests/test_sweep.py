@@ -357,6 +357,7 @@ def test_report_adds_the_scores_of_evaluated_runs_and_their_mean(tmp_path):
              "per_digit_accuracy": {"0": 1.0}}))
     (root / "n_layer=1,d_model=16" / "eval_transcribe_zero_media.json").write_text(json.dumps({"accuracy": 0.1}))
     (root / "n_layer=1,d_model=16" / "eval_broken.json").write_text("{not json")
+    (root / "n_layer=1,d_model=16" / "eval_list.json").write_text("[0.5]")
     text, rows, _ = write_report(root)
     with open(root / "report.csv", newline="") as fh:
         table = {r["name"]: r for r in csv.DictReader(fh)}

@@ -29,6 +29,7 @@ MANIFEST = "sweep.json"
 NUMERIC_COLUMNS = ("steps", "target_steps", "tokens", "params", "params_non_embedding", "flops", "loss",
                    "best_loss", "train_loss", "wall_s")
 EVAL_SCORES = ("accuracy", "wer", "cer")
+_EVAL_SUFFIXES = tuple(f"_{s}" for s in EVAL_SCORES)
 _LOG_TIME = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d),(\d{3}) ")
 
 
@@ -133,7 +134,7 @@ def collect(root, convention: str = "6N+attn") -> tuple[dict, list[dict], dict]:
         if row["status"] in ("failed", "interrupted"):
             row["log_tail"] = log_tail(workdir)
         rows.append(row)
-    eval_cols = sorted({k for r in rows for k in r if k.endswith(tuple(f"_{s}" for s in EVAL_SCORES))},
+    eval_cols = sorted({k for r in rows for k in r if k.endswith(_EVAL_SUFFIXES)},
                        key=lambda k: (k.rsplit("_", 1)[0], EVAL_SCORES.index(k.rsplit("_", 1)[1])))
     return {**manifest, "swept_keys": keys, "eval_columns": eval_cols}, rows, all_curves
 
@@ -164,7 +165,7 @@ def _fmt(key: str, v) -> str:
         return f"{v:.4f}"
     if key == "wall_s":
         return f"{v:.0f}s"
-    if isinstance(v, float) and key.endswith(tuple(f"_{s}" for s in EVAL_SCORES)):
+    if isinstance(v, float) and key.endswith(_EVAL_SUFFIXES):
         return f"{v:.3f}"
     return str(v)
 

@@ -13,8 +13,7 @@ after 1500 steps, and about 0.1 (chance) with the images zeroed:
   python scripts/evaluate.py --workdir runs/digits_caption --task caption --zero_media
 A few minutes on two CPU cores.
 """
-from gptjax.config import Experiment, ModelSpec, Optimizer, Schedule, Train
-from gptjax.multimodal_config import DigitsData, ImageEncoderSpec, MediaSpec
+from gptjax.config import DigitsData, Experiment, ImageEncoderSpec, MediaSpec, ModelSpec, Optimizer, Schedule, Train
 
 EXPERIMENT = Experiment(
     model=ModelSpec(flavour="gpt2", n_layer=2, n_head=4, d_model=128, max_seq_len=48),

@@ -13,8 +13,7 @@ train.init_from is relative to where you run (--set train.init_from=DIR for
 another place). Expect: the frozen decoder has never written "a handwritten
 ..."; the projector alone must steer it there, so accuracy stays below stage 2's.
 """
-from gptjax.config import Experiment, ModelSpec, Optimizer, Schedule, Train
-from gptjax.multimodal_config import DigitsData, ImageEncoderSpec, MediaSpec
+from gptjax.config import DigitsData, Experiment, ImageEncoderSpec, MediaSpec, ModelSpec, Optimizer, Schedule, Train
 
 EXPERIMENT = Experiment(
     model=ModelSpec(flavour="gpt2", n_layer=2, n_head=4, d_model=128, max_seq_len=48),  # as digits_vqa

@@ -8,8 +8,7 @@ trains image_projector/ and llm/ together for 500 steps; the ViT stays frozen.
 Expect: caption accuracy close to the one-stage run (digits_caption.py, >= 0.95)
 in a third of its steps, since encoder and decoder arrive trained.
 """
-from gptjax.config import Experiment, ModelSpec, Optimizer, Schedule, Train
-from gptjax.multimodal_config import DigitsData, ImageEncoderSpec, MediaSpec
+from gptjax.config import DigitsData, Experiment, ImageEncoderSpec, MediaSpec, ModelSpec, Optimizer, Schedule, Train
 
 EXPERIMENT = Experiment(
     model=ModelSpec(flavour="gpt2", n_layer=2, n_head=4, d_model=128, max_seq_len=48),

@@ -13,8 +13,7 @@ accuracy, at 8 grey levels, is printed alongside):
   python scripts/evaluate.py --workdir runs/digits_generate --task generate
 The picture runs/digits_generate/eval_generate.png shows the samples.
 """
-from gptjax.config import Experiment, ModelSpec, Optimizer, Schedule, Train
-from gptjax.multimodal_config import DigitsData, MediaSpec
+from gptjax.config import DigitsData, Experiment, MediaSpec, ModelSpec, Optimizer, Schedule, Train
 
 EXPERIMENT = Experiment(
     model=ModelSpec(flavour="gpt2", n_layer=3, n_head=4, d_model=128, max_seq_len=80),

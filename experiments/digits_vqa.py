@@ -12,8 +12,7 @@ questions one in ten):
   python scripts/train.py experiments/digits_vqa.py --workdir runs/digits_vqa
   python scripts/evaluate.py --workdir runs/digits_vqa --task vqa [--zero_media]
 """
-from gptjax.config import Experiment, ModelSpec, Optimizer, Schedule, Train
-from gptjax.multimodal_config import DigitsData, ImageEncoderSpec, MediaSpec
+from gptjax.config import DigitsData, Experiment, ImageEncoderSpec, MediaSpec, ModelSpec, Optimizer, Schedule, Train
 
 EXPERIMENT = Experiment(
     model=ModelSpec(flavour="gpt2", n_layer=2, n_head=4, d_model=128, max_seq_len=48),

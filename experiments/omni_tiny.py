@@ -30,9 +30,8 @@ two CPU cores; each evaluation 10-15 s):
   python scripts/evaluate.py --workdir runs/omni_tiny --task transcribe [--zero_media]
   python scripts/evaluate.py --workdir runs/omni_tiny --task generate
 """
-from gptjax.config import Experiment, Mesh, ModelSpec, Optimizer, Schedule, Train
-from gptjax.multimodal_config import (AudioEncoderSpec, DigitsData, ImageEncoderSpec, MediaSpec, MixtureData,
-                                      SpokenDigitsData)
+from gptjax.config import (AudioEncoderSpec, DigitsData, Experiment, ImageEncoderSpec, MediaSpec, Mesh,
+                           MixtureData, ModelSpec, Optimizer, Schedule, SpokenDigitsData, Train)
 
 EXPERIMENT = Experiment(
     model=ModelSpec(flavour="gpt2", n_layer=4, n_head=4, d_model=128, max_seq_len=80, dropout=0.1),

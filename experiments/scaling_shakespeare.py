@@ -18,7 +18,7 @@ Expect: final eval loss falling monotonically with size, from about 2.95 to abou
 on log-loss, and alpha_C = 0.11 against 6N+attn FLOPs. The fitted E and alpha depend
 strongly on this short budget; they are a smoke test of the pipeline, not a law.
 """
-from gptjax.sweep import Sweep
+from gptjax.config.sweep import Sweep
 
 # (n_layer, d_model, n_head) from tiny to the nanoGPT CPU shape; non-embedding params with bias=False
 SHAPES = [(1, 16, 2), (1, 32, 2), (2, 32, 2), (2, 48, 4), (3, 64, 4), (4, 96, 4), (4, 128, 4)]

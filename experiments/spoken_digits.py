@@ -34,8 +34,8 @@ nicolas too.
 Another held-out speaker: --set data.test_speakers=jackson. Needs the FSDD
 recordings in $GPTJAX_DATA_DIR/fsdd/recordings (or --set data.folder=...).
 """
-from gptjax.config import Experiment, ModelSpec, Optimizer, Schedule, Train
-from gptjax.multimodal_config import AudioEncoderSpec, MediaSpec, SpokenDigitsData
+from gptjax.config import (AudioEncoderSpec, Experiment, MediaSpec, ModelSpec, Optimizer, Schedule, SpokenDigitsData,
+                           Train)
 
 EXPERIMENT = Experiment(
     model=ModelSpec(flavour="gpt2", n_layer=2, n_head=4, d_model=128, max_seq_len=32, dropout=0.1),

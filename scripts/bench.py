@@ -1,17 +1,19 @@
-"""Benchmark the training step: python scripts/bench.py --experiment EXP [--set k=v ...] [--compare]
+"""Benchmark the training step: python scripts/bench.py --experiment EXP [--set k=v ...] [--compare] [--torch]
 
 Prints JSON: tokens/s, step time (median, min, max), achieved FLOP/s, MFU where the
-device's peak is known, peak memory, compile time. `--compare` also times the plain
-reference (naive attention) in the same process and prints the speed-up as a ratio;
-`--torch` times the same model and step written in PyTorch (gptjax/bench_torch.py,
-needs requirements-interop.txt) and prints jax tokens/s over torch tokens/s.
+device's peak is known, peak memory, compile time, and the machine (CPU model and
+vector extensions, devices). `--compare` also times the plain reference (naive
+attention) in the same process and prints the speed-up as a ratio; `--torch` times
+the same model and step written in PyTorch (gptjax/science/bench_torch.py, needs
+requirements-interop.txt) and prints jax tokens/s over torch tokens/s.
 """
 import argparse
 import json
 
 import _bootstrap  # noqa: F401
 
-from gptjax.config import apply_overrides, main_guard, resolve_experiment
+from gptjax.cli import main_guard, require
+from gptjax.config import resolve_experiment
 
 
 @main_guard
@@ -26,25 +28,16 @@ def main(argv=None):
                    help="also time the reference (default: model.attention=naive) and report the ratio")
     p.add_argument("--torch", action="store_true", help="also time the same step in PyTorch and report the ratio")
     a = p.parse_args(argv)
-
-    from gptjax.bench import bench_step
-    from gptjax.distributed import split_cpu
-
+    require(steps=(a.steps, a.steps > 0, "a positive number of steps"),
+            repeats=(a.repeats, a.repeats > 0, "a positive number of timed blocks"),
+            vocab_size=(a.vocab_size, a.vocab_size >= 0, "0 (the experiment's) or a positive size"))
     exp = resolve_experiment(a.experiment, a.overrides)
-    split_cpu(exp)  # the devices scripts/train.py would give this experiment
-    result = bench_step(exp, a.steps, repeats=a.repeats, vocab_size=a.vocab_size)
-    if a.compare is not None:
-        ref_exp = apply_overrides(exp, a.compare or ["model.attention=naive"]).validate()
-        ref = bench_step(ref_exp, a.steps, repeats=a.repeats, vocab_size=a.vocab_size)
-        result = {"run": result, "reference": ref, "reference_overrides": a.compare or ["model.attention=naive"],
-                  "speedup": round(result["tokens_per_sec"] / ref["tokens_per_sec"], 3)}
-    if a.torch:
-        from gptjax.bench_torch import bench_torch_step
 
-        ref = bench_torch_step(exp, a.vocab_size, a.steps, a.repeats)
-        jax_tok_s = (result["run"] if "run" in result else result)["tokens_per_sec"]
-        result = {**result, "torch": ref, "vs_torch": round(jax_tok_s / ref["tokens_per_sec"], 3)}
-    print(json.dumps(result, indent=2))
+    from gptjax.parallel.distributed import split_cpu
+    from gptjax.science.bench import benchmark
+
+    split_cpu(exp)  # the devices scripts/train.py would give this experiment
+    print(json.dumps(benchmark(exp, a.steps, a.repeats, a.vocab_size, a.compare, a.torch), indent=2))
 
 
 if __name__ == "__main__":

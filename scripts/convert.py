@@ -14,7 +14,7 @@ import json
 
 import _bootstrap  # noqa: F401
 
-from gptjax.config import main_guard
+from gptjax.cli import main_guard
 
 
 def parse_args(argv=None):

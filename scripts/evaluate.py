@@ -1,7 +1,7 @@
 """Score a trained multimodal run: python scripts/evaluate.py --workdir DIR --task caption|vqa|transcribe|generate
 
 Prints a JSON object (accuracy; wer and cer for transcribe; the classifier's own
-accuracy for generate) and writes DIR/eval_<task>.json, .md and .png.
+accuracy for generate), then writes DIR/eval_<task>.json, .md and .png.
 --zero_media replaces every image / audio clip by zeros (expect chance accuracy).
 """
 import argparse
@@ -10,7 +10,7 @@ import logging
 
 import _bootstrap  # noqa: F401
 
-from gptjax.config import ConfigError, main_guard
+from gptjax.cli import doing, main_guard, require
 
 
 @main_guard
@@ -26,17 +26,21 @@ def main(argv=None):
     p.add_argument("--top_k", type=int, default=0, help="generate: keep the k likeliest grey levels (0: all)")
     p.add_argument("--seed", type=int, default=0)
     a = p.parse_args(argv)
-    for name, ok in (("--batch_size", a.batch_size > 0), ("--limit", a.limit >= 0),
-                     ("--num_samples", a.num_samples > 0), ("--temperature", a.temperature >= 0),
-                     ("--top_k", a.top_k >= 0)):
-        if not ok:
-            raise ConfigError(f"{name}={getattr(a, name[2:])} is out of range")
+    require(batch_size=(a.batch_size, a.batch_size > 0, "a positive number"),
+            limit=(a.limit, a.limit >= 0, "0 (all) or a positive number"),
+            num_samples=(a.num_samples, a.num_samples > 0, "a positive number"),
+            temperature=(a.temperature, a.temperature >= 0, "0 (greedy) or more"),
+            top_k=(a.top_k, a.top_k >= 0, "0 (no cut) or more"))
     logging.basicConfig(level=logging.WARNING)
-    from gptjax.evaluate import run
+    from gptjax.tasks.media_eval import run
 
-    result = run(a.workdir, a.task, zero_media=a.zero_media, batch_size=a.batch_size, limit=a.limit or None,
-                 num_samples=a.num_samples, temperature=a.temperature, top_k=a.top_k, seed=a.seed)
-    print(json.dumps({k: v for k, v in result.items() if k != "samples"}, indent=1))
+    with doing(f"evaluating {a.task} on {a.workdir}"):
+        result, write = run(a.workdir, a.task, zero_media=a.zero_media, batch_size=a.batch_size,
+                            limit=a.limit or None, num_samples=a.num_samples, temperature=a.temperature,
+                            top_k=a.top_k, seed=a.seed)
+    print(json.dumps({k: v for k, v in result.items() if k != "samples"}, indent=1), flush=True)
+    with doing(f"writing the results into {a.workdir}"):
+        write()
 
 
 if __name__ == "__main__":

@@ -33,7 +33,9 @@ import tempfile
 
 import _bootstrap  # noqa: F401
 
-from gptjax.config import ConfigError, main_guard, resolve_experiment
+from gptjax.cli import main_guard
+from gptjax.config import resolve_experiment
+from gptjax.errors import ConfigError
 
 ROOT = _bootstrap.ROOT
 REMOTE_DIR = "~/gptjax"
@@ -198,7 +200,7 @@ def check(args) -> tuple[int, int]:
     """Validate everything locally, before any VM exists: accelerator, experiment, overrides, mesh."""
     from types import SimpleNamespace
 
-    from gptjax.sharding import check_divisible, mesh_shape
+    from gptjax.parallel.mesh import check_divisible, mesh_shape
 
     gen, _, devices, hosts = parse_accelerator(args.accelerator_type)
     args.version = args.version or RUNTIME[gen]

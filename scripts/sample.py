@@ -3,7 +3,7 @@ import argparse
 
 import _bootstrap  # noqa: F401
 
-from gptjax.config import ConfigError, main_guard
+from gptjax.cli import doing, main_guard, require
 
 
 @main_guard
@@ -18,23 +18,19 @@ def main(argv=None):
     p.add_argument("--top_p", type=float, default=1.0, help="1 = no nucleus cut")
     p.add_argument("--seed", type=int, default=0)
     a = p.parse_args(argv)
-    for name, value, ok in (("--max_new_tokens", a.max_new_tokens, a.max_new_tokens > 0),
-                            ("--num_samples", a.num_samples, a.num_samples > 0),
-                            ("--temperature", a.temperature, a.temperature >= 0),
-                            ("--top_k", a.top_k, a.top_k >= 0), ("--top_p", a.top_p, 0 < a.top_p <= 1)):
-        if not ok:
-            raise ConfigError(f"{name}={value} is out of range")
+    require(max_new_tokens=(a.max_new_tokens, a.max_new_tokens > 0, "a positive number"),
+            num_samples=(a.num_samples, a.num_samples > 0, "a positive number"),
+            temperature=(a.temperature, a.temperature >= 0, "0 (greedy) or more"),
+            top_k=(a.top_k, a.top_k >= 0, "0 (no cut) or more"),
+            top_p=(a.top_p, 0 < a.top_p <= 1, "a number in (0, 1]"))
 
-    from gptjax.sample_text import load_run, sample_text
+    from gptjax.model.decode import sample_text
+    from gptjax.train.restore import load_run
 
-    exp, params, tokenizer = load_run(a.workdir)
-    try:
-        tokenizer.encode(a.prompt)
-    except ValueError as e:
-        raise ConfigError(f"the prompt cannot be encoded by this run's tokenizer: {e}") from None
-    texts = sample_text(params, exp.model, tokenizer, a.prompt, a.max_new_tokens, a.num_samples,
-                        a.temperature, a.top_k, a.top_p, a.seed)
-    for i, text in enumerate(texts):
+    with doing(f"restoring {a.workdir}"):
+        exp, params, tokenizer = load_run(a.workdir)
+    for i, text in enumerate(sample_text(params, exp.model, tokenizer, a.prompt, a.max_new_tokens, a.num_samples,
+                                         a.temperature, a.top_k, a.top_p, a.seed)):
         print(f"---------- sample {i}\n{text}")
 
 

@@ -24,12 +24,13 @@ import sys
 
 import _bootstrap  # noqa: F401
 
-from gptjax.config import ConfigError, main_guard
-from gptjax.sweep import load_sweep, plan
-from gptjax.sweep_backends import (TPU_LAUNCHER, Job, compile_cache_env, is_finished, log_tail, run_pool,
-                                   running_elsewhere, slurm_script, tpu_vm_command, tpu_vm_name, train_command,
-                                   write_json)
-from gptjax.sweep_report import MANIFEST
+from gptjax.cli import main_guard
+from gptjax.config.sweep import load_sweep, plan
+from gptjax.errors import ConfigError
+from gptjax.science.sweep_backends import (TPU_LAUNCHER, Job, compile_cache_env, is_finished, log_tail, run_pool,
+                                           running_elsewhere, slurm_script, tpu_vm_command, tpu_vm_name,
+                                           train_command, write_json)
+from gptjax.science.sweep_report import MANIFEST
 
 BACKENDS = ("local", "slurm", "tpu-vm")
 
@@ -167,7 +168,7 @@ def run_tpu_vm(args, sweep, base, planned, todo, root) -> int:
 
 
 def cmd_report(args) -> int:
-    from gptjax.sweep_report import scaling_fits, write_report
+    from gptjax.science.sweep_report import scaling_fits, write_report
 
     root = pathlib.Path(args.root)
     text, rows, written = write_report(root, args.flops_convention)

@@ -5,8 +5,9 @@ import numpy as np
 import pytest
 from scipy import signal
 
-from gptjax import audio
-from gptjax.data.corpora import DataError
+from gptjax.data import wav
+from gptjax.errors import DataError
+from gptjax.model import audio_frontend as audio
 
 
 def write_wav(path, samples, rate=8000, width=2, channels=1):
@@ -24,52 +25,52 @@ def write_wav(path, samples, rate=8000, width=2, channels=1):
 
 def test_read_wav_16bit_scales_to_unit_range(tmp_path):
     write_wav(tmp_path / "a.wav", [0, 16384, -32768, 32767])
-    x, rate = audio.read_wav(tmp_path / "a.wav")
+    x, rate = wav.read_wav(tmp_path / "a.wav")
     assert rate == 8000 and x.dtype == np.float32
     np.testing.assert_allclose(x, [0, 0.5, -1, 32767 / 32768])
 
 
 def test_read_wav_8bit_unsigned_and_stereo_average(tmp_path):
     write_wav(tmp_path / "u8.wav", [128, 255, 0], width=1)
-    np.testing.assert_allclose(audio.read_wav(tmp_path / "u8.wav")[0], [0, 127 / 128, -1])
+    np.testing.assert_allclose(wav.read_wav(tmp_path / "u8.wav")[0], [0, 127 / 128, -1])
     write_wav(tmp_path / "st.wav", [1000, 3000, -2000, 0], channels=2)
-    np.testing.assert_allclose(audio.read_wav(tmp_path / "st.wav")[0] * 32768, [2000, -1000])
+    np.testing.assert_allclose(wav.read_wav(tmp_path / "st.wav")[0] * 32768, [2000, -1000])
 
 
 def test_corrupt_or_truncated_wav_is_named_in_the_error(tmp_path):
     bad = tmp_path / "7_theo_3.wav"
     bad.write_bytes(b"RIFF....not a wave file")
     with pytest.raises(DataError, match="7_theo_3.wav"):
-        audio.read_wav(bad)
+        wav.read_wav(bad)
     write_wav(tmp_path / "t.wav", np.zeros(100))
     data = (tmp_path / "t.wav").read_bytes()
     (tmp_path / "t.wav").write_bytes(data[:-50])  # header promises more frames than there are
     with pytest.raises(DataError, match="t.wav"):
-        audio.read_wav(tmp_path / "t.wav")
+        wav.read_wav(tmp_path / "t.wav")
 
 
 def test_resampling_keeps_a_tone_and_removes_what_the_new_rate_cannot_hold():
     t16 = np.arange(16000) / 16000
     tone = np.sin(2 * np.pi * 440 * t16)
-    out = audio.resample(tone, 16000, 8000)
+    out = wav.resample(tone, 16000, 8000)
     assert out.shape == (8000,)
     t8 = np.arange(8000) / 8000
     np.testing.assert_allclose(out[200:-200], np.sin(2 * np.pi * 440 * t8)[200:-200], atol=2e-3)
     # 6 kHz is above the 4 kHz Nyquist rate of 8 kHz: it must not alias into the output
     high = np.sin(2 * np.pi * 6000 * t16)
-    assert np.abs(audio.resample(high, 16000, 8000)[200:-200]).max() < 0.02
+    assert np.abs(wav.resample(high, 16000, 8000)[200:-200]).max() < 0.02
     # a 44.1 kHz input reaches 8 kHz with the reduced polyphase ratio
-    assert audio.resample(np.zeros(44100), 44100, 8000).shape == (8000,)
+    assert wav.resample(np.zeros(44100), 44100, 8000).shape == (8000,)
     with pytest.raises(ValueError, match="positive"):
-        audio.resample(tone, 0, 8000)
+        wav.resample(tone, 0, 8000)
 
 
 def test_fit_clip_pads_centred_and_crops_the_loudest_window():
-    np.testing.assert_array_equal(audio.fit_clip(np.ones(4), 8), [0, 0, 1, 1, 1, 1, 0, 0])
+    np.testing.assert_array_equal(wav.fit_clip(np.ones(4), 8), [0, 0, 1, 1, 1, 1, 0, 0])
     x = np.zeros(20, np.float32)
     x[12:16] = 1.0
-    np.testing.assert_array_equal(audio.fit_clip(x, 6), x[10:16])
-    assert audio.fit_clip(x, 6, offset=0).sum() == 0
+    np.testing.assert_array_equal(wav.fit_clip(x, 6), x[10:16])
+    assert wav.fit_clip(x, 6, offset=0).sum() == 0
 
 
 def test_mel_filterbank_shape_peaks_and_coverage():
@@ -107,8 +108,8 @@ def test_normalised_features_ignore_gain_and_stay_bounded():
 
 
 def test_encoder_features_remove_channel_means_and_have_unit_rms():
-    from gptjax.encoders import audio_features
-    from gptjax.multimodal_config import AudioEncoderSpec
+    from gptjax.config import AudioEncoderSpec
+    from gptjax.model.audio_frontend import audio_features
 
     rng = np.random.default_rng(2)
     x = rng.normal(size=(2, 8000)).astype(np.float32) * np.linspace(0, 1, 8000, dtype=np.float32)
@@ -126,8 +127,8 @@ def test_encoder_features_remove_channel_means_and_have_unit_rms():
 def test_audio_encoder_stems_give_a_token_per_four_frames(stem):
     import jax
 
-    from gptjax.encoders import AudioEncoder
-    from gptjax.multimodal_config import AudioEncoderSpec
+    from gptjax.config import AudioEncoderSpec
+    from gptjax.model.encoders import AudioEncoder
 
     spec = AudioEncoderSpec(width=16, depth=1, heads=2, stem=stem, stem_channels=4)
     spec.validate()
@@ -149,8 +150,8 @@ def test_audio_encoder_stems_give_a_token_per_four_frames(stem):
 
 
 def test_audio_stem_and_dropout_are_validated():
-    from gptjax.config import ConfigError, Experiment, ModelSpec, apply_overrides
-    from gptjax.multimodal_config import AudioEncoderSpec, MediaSpec
+    from gptjax.config import AudioEncoderSpec, Experiment, MediaSpec, ModelSpec, apply_overrides
+    from gptjax.errors import ConfigError
 
     with pytest.raises(ConfigError, match="media.audio.stem='conv3d'"):
         AudioEncoderSpec(stem="conv3d").validate()
@@ -172,8 +173,8 @@ def test_audio_stem_and_dropout_are_validated():
 def test_audio_encoder_dropout_acts_only_when_training():
     import jax
 
-    from gptjax.encoders import AudioEncoder
-    from gptjax.multimodal_config import AudioEncoderSpec
+    from gptjax.config import AudioEncoderSpec
+    from gptjax.model.encoders import AudioEncoder
 
     spec = AudioEncoderSpec(width=16, depth=1, heads=2, dropout=0.5)
     x = np.random.default_rng(4).normal(size=(1, 8000)).astype(np.float32)

@@ -4,8 +4,8 @@ import pathlib
 import subprocess
 import sys
 
-from gptjax.bench import bench_step
 from gptjax.config import apply_overrides, load_experiment
+from gptjax.science.bench import bench_step
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 TINY = ["model.n_layer=1", "model.n_head=2", "model.d_model=32", "model.max_seq_len=16", "train.batch_size=4"]
@@ -37,8 +37,8 @@ def test_bench_cli_compare_prints_a_ratio():
 
 def test_torch_reference_is_the_same_model():
     torch = __import__("pytest").importorskip("torch")
-    from gptjax import flops
-    from gptjax.bench_torch import _model
+    from gptjax.model import flops
+    from gptjax.science.bench_torch import _model
 
     exp = apply_overrides(load_experiment(ROOT / "experiments" / "shakespeare_char.py"),
                           ["model.vocab_size=65"])

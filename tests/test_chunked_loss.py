@@ -6,9 +6,10 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from gptjax.config import ConfigError, Experiment, ModelSpec, TextData
-from gptjax.train_step import chunked_cross_entropy, cross_entropy, loss_fn
-from gptjax.transformer import Transformer
+from gptjax.config import Experiment, ModelSpec, TextData
+from gptjax.errors import ConfigError
+from gptjax.model.transformer import Transformer
+from gptjax.train.step import chunked_cross_entropy, cross_entropy, loss_fn
 
 B, L, E, V = 2, 13, 16, 37
 

@@ -8,7 +8,9 @@ import sys
 import pytest
 
 from gptjax import config
-from gptjax.config import ConfigError, Experiment, apply_overrides, load_experiment
+from gptjax.config import Experiment, apply_overrides, load_experiment
+from gptjax.errors import ConfigError
+from gptjax.train.optim import build_schedule
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 REQUIRED_KEYS = ["train.steps", "train.batch_size", "train.seed", "train.eval_every", "train.checkpoint_every",
@@ -76,7 +78,7 @@ def test_every_shipped_experiment_loads_and_validates(monkeypatch, tmp_path):
 
 def test_every_shipped_sweep_plans(monkeypatch, tmp_path):
     """Each sweep file loads, finds its base experiment and validates every run it expands to."""
-    from gptjax.sweep import load_sweep, plan
+    from gptjax.config.sweep import load_sweep, plan
 
     monkeypatch.setenv("GPTJAX_DATA_DIR", os.environ.get("GPTJAX_DATA_DIR") or str(tmp_path))
     files = sorted((ROOT / "experiments" / "sweeps").glob("*.py"))
@@ -125,11 +127,11 @@ def test_cli_unknown_experiment_exits_2(tmp_path):
 
 
 def test_schedules_shape():
-    warm = config.Schedule("warmup_cosine", peak_lr=1.0, warmup_steps=10, end_lr=0.1).build(100)
+    warm = build_schedule(config.Schedule("warmup_cosine", peak_lr=1.0, warmup_steps=10, end_lr=0.1), 100)
     assert float(warm(0)) == 0.0 and abs(float(warm(10)) - 1.0) < 1e-6 and abs(float(warm(100)) - 0.1) < 1e-6
-    wsd = config.Schedule("wsd", peak_lr=1.0, warmup_steps=10, end_lr=0.0, decay_fraction=0.2).build(100)
+    wsd = build_schedule(config.Schedule("wsd", peak_lr=1.0, warmup_steps=10, end_lr=0.0, decay_fraction=0.2), 100)
     assert abs(float(wsd(50)) - 1.0) < 1e-6 and abs(float(wsd(79)) - 1.0) < 1e-6 and float(wsd(100)) < 1e-6
-    const = config.Schedule("constant", peak_lr=0.5, warmup_steps=0).build(100)
+    const = build_schedule(config.Schedule("constant", peak_lr=0.5, warmup_steps=0), 100)
     assert float(const(0)) == 0.5 == float(const(99))
 
 

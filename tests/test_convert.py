@@ -31,9 +31,9 @@ from gptjax.convert.hf import export_hf, import_hf, read_hf  # noqa: E402
 from gptjax.convert.hf_tokenizer import load_hf_tokenizer  # noqa: E402
 from gptjax.data.tokenizers import (GPT2BPETokenizer, SentencePieceTokenizer, load_tokenizer,  # noqa: E402
                                     train_sentencepiece)
-from gptjax.generate import generate  # noqa: E402
-from gptjax.sample_text import load_run  # noqa: E402
-from gptjax.transformer import Transformer  # noqa: E402
+from gptjax.model.decode import generate  # noqa: E402
+from gptjax.model.transformer import Transformer  # noqa: E402
+from gptjax.train.restore import load_run  # noqa: E402
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "scripts" / "convert.py"
@@ -330,7 +330,7 @@ def test_import_refuses_a_used_workdir(hf_dirs, tmp_path):
 # ------------------------------------------------------------------ fine-tuning the import
 
 def test_generated_experiment_fine_tunes_from_the_imported_weights(hf_dirs, tmp_path, monkeypatch):
-    from gptjax.train import run
+    from gptjax.train.loop import run
 
     monkeypatch.setenv("GPTJAX_CACHE_DIR", str(tmp_path / "cache"))
     hf_dir, _ = hf_dirs["gpt2_tied"]

@@ -4,13 +4,14 @@ import dataclasses
 import numpy as np
 import pytest
 
-from gptjax.config import ConfigError, Experiment, ModelSpec, Train, apply_overrides
+from gptjax.config import DigitsData, Experiment, ImageEncoderSpec, MediaSpec, ModelSpec, Train, apply_overrides
 from gptjax.data import digits
-from gptjax.data.corpora import DataError
-from gptjax.data.media_tokenizer import AUDIO_ID, BOS_ID, EOS_ID, IMAGE_ID, PAD_ID, MediaTokenizer
-from gptjax.data.mixture import Example, Layout, collate, expand_placeholders, prompt_batch
+from gptjax.data.build import build_data
+from gptjax.data.examples import Example, Layout, collate, expand_placeholders, prompt_batch
+from gptjax.data.media_tokenizer import MediaTokenizer
 from gptjax.data.tokenizers import load_tokenizer
-from gptjax.multimodal_config import DigitsData, ImageEncoderSpec, MediaSpec
+from gptjax.errors import ConfigError, DataError
+from gptjax.special_tokens import AUDIO_ID, BOS_ID, EOS_ID, IMAGE_ID, PAD_ID
 
 
 @pytest.fixture(scope="module")
@@ -159,7 +160,7 @@ def test_prompt_batch_holds_only_prompts_with_lengths():
 
 def test_train_batches_are_a_pure_function_of_the_step(tfds_dir):
     exp = experiment(tfds_dir)
-    data = exp.data.build(exp)
+    data = build_data(exp)
     it = data.train_batches(8, 0)
     first = [next(it) for _ in range(4)]
     resumed = next(data.train_batches(8, 3))

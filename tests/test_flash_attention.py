@@ -6,10 +6,11 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from gptjax.attention import attention_mask, naive_attention
 from gptjax.config import ModelSpec
-from gptjax.flash_attention import flash_attention
-from gptjax.transformer import Transformer
+from gptjax.model.attention import naive_attention
+from gptjax.model.flash_attention import flash_attention
+from gptjax.model.masks import attention_mask
+from gptjax.model.transformer import Transformer
 
 B, L = 2, 40
 

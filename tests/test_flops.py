@@ -3,7 +3,7 @@ import dataclasses
 
 import pytest
 
-from gptjax import flops
+from gptjax.model import flops
 
 
 @dataclasses.dataclass(frozen=True)
@@ -87,7 +87,7 @@ def test_counts_match_the_flax_model():
     jax = pytest.importorskip("jax")
     try:
         from gptjax.config import ModelSpec
-        from gptjax.transformer import Transformer
+        from gptjax.model.transformer import Transformer
     except ImportError as exc:  # the model lives in other modules of the package
         pytest.skip(f"model not importable: {exc}")
     specs = [

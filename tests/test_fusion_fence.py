@@ -3,7 +3,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from gptjax.fusion_fence import cpu_fence, fusion_fence
+from gptjax.model.fusion_fence import cpu_fence, fusion_fence
 
 
 def test_fence_is_identity_for_values_and_gradients():

@@ -7,10 +7,12 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from gptjax.attention import attention_mask, xla_attention
 from gptjax.config import ModelSpec
-from gptjax.generate import generate, generate_without_cache
-from gptjax.transformer import Transformer
+from gptjax.model.attention import xla_attention
+from gptjax.model.decode import generate
+from helpers.reference_decode import generate_without_cache
+from gptjax.model.masks import attention_mask
+from gptjax.model.transformer import Transformer
 
 GPT2 = ModelSpec(flavour="gpt2", n_layer=2, n_head=4, d_model=32, vocab_size=50, max_seq_len=24)
 LLAMA = ModelSpec(flavour="llama", n_layer=2, n_head=4, n_kv_head=2, d_model=32, vocab_size=50,
@@ -167,7 +169,7 @@ def test_bf16_compute_keeps_f32_params():
 
 
 def test_naive_reference_attention_equals_xla():
-    from gptjax.attention import naive_attention
+    from gptjax.model.attention import naive_attention
 
     rng = np.random.default_rng(1)
     q = jnp.asarray(rng.normal(size=(2, 6, 4, 8)), jnp.float32)

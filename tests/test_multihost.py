@@ -90,7 +90,7 @@ def test_parameters_span_both_processes(runs):
 
 def test_two_process_checkpoint_restores_in_one_process(runs):
     """The pair's checkpoint (each process wrote its shards) loads on one device, equal to the reference."""
-    from gptjax.sample_text import load_run
+    from gptjax.train.restore import load_run
 
     _, params_two, _ = load_run(runs["tmp"] / "two" / "4x1x1")
     exp, params_one, tokenizer = load_run(runs["tmp"] / "one" / "4x1x1")
@@ -116,7 +116,7 @@ def test_two_process_checkpoint_restores_in_one_process(runs):
      "explicit-env"),
 ])
 def test_detect_multi_process_environment(monkeypatch, env, expected):
-    from gptjax import distributed
+    from gptjax.parallel import distributed
 
     for key in list(os.environ):
         if key.startswith(("SLURM_", "OMPI_", "TPU_", "JAX_COORDINATOR", "JAX_NUM_PROC", "JAX_PROCESS")):
@@ -133,8 +133,8 @@ def test_detect_multi_process_environment(monkeypatch, env, expected):
     (("", 2, 0), "need --coordinator host:port"),
 ])
 def test_initialize_refuses_bad_arguments_before_starting(args, message):
-    from gptjax import distributed
-    from gptjax.config import ConfigError
+    from gptjax.errors import ConfigError
+    from gptjax.parallel import distributed
 
     with pytest.raises(ConfigError, match=message):
         distributed.initialize(*args)

@@ -19,14 +19,14 @@ SCRIPT = textwrap.dedent("""
     import dataclasses, json, sys
     import jax, jax.numpy as jnp, numpy as np
     from jax.sharding import PartitionSpec as P
-    from gptjax import sharding
-    from gptjax.config import Experiment, Mesh, ModelSpec, Schedule, Train
+    from gptjax.parallel import mesh as sharding, rules
+    from gptjax.config import (AudioEncoderSpec, DigitsData, Experiment, ImageEncoderSpec, MediaSpec, Mesh, ModelSpec,
+                               Schedule, Train)
+    from gptjax.data.examples import Example, Layout, collate
     from gptjax.data.media_tokenizer import MediaTokenizer
-    from gptjax.data.mixture import Example, Layout, collate
-    from gptjax.multimodal import MultimodalLM
-    from gptjax.multimodal_config import AudioEncoderSpec, DigitsData, ImageEncoderSpec, MediaSpec
-    from gptjax.optim import make_optimizer
-    from gptjax.train_step import compile_steps, loss_fn
+    from gptjax.model.multimodal import MultimodalLM
+    from gptjax.train.optim import make_optimizer
+    from gptjax.train.step import compile_steps, loss_fn
 
     tok = MediaTokenizer(8)
     media = MediaSpec(image=ImageEncoderSpec(patch_size=4, width=16, depth=1, heads=2), image_projector="mlp",
@@ -59,7 +59,7 @@ SCRIPT = textwrap.dedent("""
     out["q_spec"] = str(tuple(p["audio_projector"]["q_kernel_0"].sharding.spec))
     out["q_shard"] = list(p["audio_projector"]["q_kernel_0"].addressable_shards[0].data.shape)
     model = MultimodalLM(exp.model, media)
-    with sharding.activation_rules(mesh):
+    with rules.activation_rules(mesh):
         for key, modality in (("images", "image"), ("audio", "audio")):
             y = jax.jit(lambda prm, x, modality=modality: model.apply(
                 {"params": prm}, modality, x, method="media_tokens"))(p, gb[key])

@@ -62,7 +62,7 @@ def train_losses(workdir):
 
 
 def final_params(workdir):
-    from gptjax.sample_text import load_run
+    from gptjax.train.restore import load_run
 
     _, params, _ = load_run(workdir)
     import jax
@@ -74,7 +74,7 @@ def saved_state(workdir, step):
     in this one-device process, from runs on the CPU experiment's two devices)."""
     import jax
 
-    from gptjax.checkpoint import load_state
+    from gptjax.train.checkpoint import load_state
 
     return [np.asarray(x) for x in jax.tree.leaves(load_state(pathlib.Path(workdir) / "checkpoints", step))]
 

@@ -8,7 +8,7 @@ import sys
 import numpy as np
 import pytest
 
-from gptjax import scaling
+from gptjax.science import scaling
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "scripts" / "scaling.py"

@@ -144,8 +144,9 @@ def test_checkpoint_from_2x2x2_resumes_on_other_meshes(runs):
 def test_check_divisible_names_dimension_and_axis():
     from jax.sharding import AbstractMesh
 
-    from gptjax.config import ConfigError, apply_overrides, load_experiment
-    from gptjax.sharding import MESH_AXES, check_divisible
+    from gptjax.config import apply_overrides, load_experiment
+    from gptjax.errors import ConfigError
+    from gptjax.parallel.mesh import MESH_AXES, check_divisible
 
     exp = load_experiment(EXPERIMENT)
     heads3 = apply_overrides(exp, ["model.n_head=3", "model.d_model=96", "train.batch_size=16"])
@@ -240,7 +241,7 @@ def test_dry_run_reports_memory_and_shardings(data_dir, cache):
 
 def test_dry_run_assumes_vocab_when_data_is_missing(tmp_path):
     from gptjax.config import TextData, load_experiment
-    from gptjax.dry_run import ASSUMED_VOCAB, resolve_vocab
+    from gptjax.train.dry_run import ASSUMED_VOCAB, resolve_vocab
 
     exp = load_experiment(EXPERIMENT)
     missing = dataclasses.replace(exp, data=TextData("text", files=str(tmp_path / "nothing" / "*.txt")))

@@ -5,12 +5,11 @@ import wave
 import numpy as np
 import pytest
 
-from gptjax.config import ConfigError, Experiment, ModelSpec, Train, apply_overrides
+from gptjax.config import AudioEncoderSpec, Experiment, MediaSpec, ModelSpec, SpokenDigitsData, Train, apply_overrides
 from gptjax.data import spoken_digits as sd
 from gptjax.data.build_lock import build_lock
-from gptjax.data.corpora import DataError
 from gptjax.data.media_tokenizer import MediaTokenizer
-from gptjax.multimodal_config import AudioEncoderSpec, MediaSpec, SpokenDigitsData
+from gptjax.errors import ConfigError, DataError
 
 SPEC = AudioEncoderSpec()
 
@@ -188,7 +187,7 @@ def test_stock_tfds_spoken_digit_layout_is_read(folder, tmp_path, monkeypatch):
     pytest.importorskip("importlib_resources", reason="needs requirements-stock-tfds.txt")
     import tensorflow_datasets as tfds
 
-    from gptjax.audio import read_wav
+    from gptjax.data.wav import read_wav
 
     files = sorted(folder.glob("*_ann_*.wav")) + sorted(folder.glob("*_bob_0.wav"))
 

@@ -13,10 +13,11 @@ import time
 
 import pytest
 
-from gptjax import flops
-from gptjax.config import ConfigError, Experiment, apply_overrides
-from gptjax.sweep import (Choice, LogUniform, Sweep, Uniform, expand, format_value, plan, run_name,
-                          short_names)
+from gptjax.config import Experiment, apply_overrides
+from gptjax.errors import ConfigError
+from gptjax.model import flops
+from gptjax.config.sweep import (Choice, LogUniform, Sweep, Uniform, expand, format_value, plan, run_name,
+                                 short_names)
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 BASE = ROOT / "experiments" / "shakespeare_char_cpu.py"
@@ -36,7 +37,7 @@ def big_sweep(**changes) -> Sweep:
 
 
 def write_sweep(path: pathlib.Path, body: str) -> pathlib.Path:
-    path.write_text("from gptjax.sweep import Sweep, LogUniform, Uniform, Choice\n"
+    path.write_text("from gptjax.config import Sweep, LogUniform, Uniform, Choice\n"
                     f"BASE = {str(BASE)!r}\nTINY = {TINY!r}\n{body}\n")
     return path
 
@@ -183,8 +184,8 @@ def test_tpu_vm_dry_run_hands_runs_to_the_launcher(tmp_path):
 
 
 def test_pool_runs_k_at_a_time_and_records_each_attempt(tmp_path):
-    from gptjax.sweep_backends import Job, run_pool
-    from gptjax.sweep_report import run_status
+    from gptjax.science.sweep_backends import Job, run_pool
+    from gptjax.science.sweep_report import run_status
 
     # each job notes its start and end time; one fails; they are launch-only (as for TPU VMs)
     script = ("import sys, time; t = time.time(); time.sleep(1.0); open(sys.argv[1], 'w').write(f'{t} {time.time()}'); "
@@ -346,7 +347,7 @@ def test_report_errors_exit_2(tmp_path):
 
 
 def test_report_adds_the_scores_of_evaluated_runs_and_their_mean(tmp_path):
-    from gptjax.sweep_report import write_report
+    from gptjax.science.sweep_report import write_report
 
     root = tmp_path / "fake"
     fake_sweep(root)

@@ -12,8 +12,8 @@ import tensorflow_datasets as tfds
 from etils import epath
 
 from gptjax.data import corpora, text_builder
-from gptjax.data.corpora import DataError
 from gptjax.data.text_pipeline import TextLMData
+from gptjax.errors import DataError
 
 KEYS = {"inputs": np.int32, "targets": np.int32, "segment_ids": np.int32,
         "positions": np.int32, "loss_mask": np.float32}

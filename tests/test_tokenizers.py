@@ -3,7 +3,7 @@ import pytest
 
 from gptjax.data import tokenizers
 from gptjax.data.tokenizers import (ByteTokenizer, CharTokenizer, SentencePieceTokenizer,
-                                    load_tokenizer, make_tokenizer, train_sentencepiece)
+                                    load_tokenizer, train_sentencepiece)
 
 # Sonnets 18 and 29 (public domain): a small real text to train SentencePiece on.
 SONNETS = """Shall I compare thee to a summer's day?
@@ -115,17 +115,13 @@ def test_save_load_all_kinds(tmp_path):
     assert load_tokenizer(tmp_path / "run2" / "tokenizer").decode(sp.encode("fair")) == "fair"
 
 
-def test_make_tokenizer_and_errors(tmp_path):
-    assert make_tokenizer("char", text="ba").chars == ["a", "b"]
-    assert make_tokenizer("byte", add_eos=True).vocab_size == 257
+def test_tokenizer_kinds_and_errors(tmp_path):
+    assert CharTokenizer.from_text("ba").chars == ["a", "b"]
+    assert ByteTokenizer(add_eos=True).vocab_size == 257
     sp = train_sentencepiece([SONNETS], tmp_path / "m", vocab_size=400)
-    assert isinstance(make_tokenizer("sentencepiece", model=tmp_path / "m.model"),
-                      SentencePieceTokenizer)
-    assert sp.vocab_size == make_tokenizer("sentencepiece", model=tmp_path / "m.model").vocab_size
-    with pytest.raises(ValueError, match="unknown tokenizer kind"):
-        make_tokenizer("words")
-    with pytest.raises(ValueError, match="text="):
-        make_tokenizer("char")
+    assert sp.vocab_size == SentencePieceTokenizer(tmp_path / "m.model").vocab_size
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        SentencePieceTokenizer(tmp_path / "missing.model")
     with pytest.raises(FileNotFoundError, match="no saved tokenizer"):
         load_tokenizer(tmp_path / "empty")
     assert isinstance(CharTokenizer.from_text("x"), tokenizers.Tokenizer)

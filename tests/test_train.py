@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from gptjax.config import apply_overrides, load_experiment
-from gptjax.train import run
+from gptjax.train.loop import run
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 TINY = ["model.n_layer=2", "model.n_head=2", "model.d_model=32", "model.max_seq_len=32", "train.batch_size=8",
@@ -62,7 +62,7 @@ def test_gradient_accumulation_matches_the_big_batch(tiny_exp, tmp_path):
 
 
 def test_workdir_of_another_experiment_is_refused(tiny_exp, tmp_path):
-    from gptjax.config import ConfigError
+    from gptjax.errors import ConfigError
 
     run(apply_overrides(tiny_exp, ["train.steps=10"]), tmp_path / "w", progress=False)
     other = apply_overrides(tiny_exp, ["model.d_model=64", "train.steps=10"])
@@ -96,8 +96,8 @@ def test_failed_checkpoint_write_stops_and_keeps_the_previous_one(tiny_exp, tmp_
 
     import orbax.checkpoint as ocp
 
-    from gptjax.checkpoint import Checkpointer
-    from gptjax.guards import CheckpointWriteError
+    from gptjax.errors import CheckpointWriteError
+    from gptjax.train.checkpoint import Checkpointer
 
     real_save = ocp.CheckpointManager.save
 
@@ -121,7 +121,7 @@ def test_failed_checkpoint_write_stops_and_keeps_the_previous_one(tiny_exp, tmp_
 def test_after_a_failed_save_only_asyncio_copies_of_the_error_are_dropped(caplog):
     import logging
 
-    from gptjax.guards import quiet_failed_writes
+    from gptjax.train.checkpoint import quiet_failed_writes
 
     logger = logging.getLogger("asyncio")
     before = list(logger.filters)

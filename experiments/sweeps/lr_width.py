@@ -10,7 +10,7 @@ shrink as the model widens under standard parametrisation).
 Expect: the 128-wide model below the 64-wide one at every learning rate, and a
 flat-bottomed optimum near 1e-3 to 3e-3 for both; seeds differ by ~0.01.
 """
-from gptjax.sweep import LogUniform, Sweep
+from gptjax.config import LogUniform, Sweep
 
 SWEEP = Sweep(
     base="experiments/shakespeare_char_cpu.py",

@@ -13,7 +13,7 @@ accuracy george 0.616, jackson 0.816, nicolas 0.816, theo 0.900, yweweler
 0.892; mean 0.808. Held-out eval loss is lowest before the last step for
 george (0.237 best, 0.322 final): the model fits the four training voices.
 """
-from gptjax.sweep import Sweep
+from gptjax.config import Sweep
 
 SWEEP = Sweep(
     base="experiments/spoken_digits.py",

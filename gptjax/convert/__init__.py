@@ -6,8 +6,6 @@ reproduce exactly (unknown model_type, rope scaling, biases LLaMA lacks here,
 missing or misshapen tensors) is refused with a `ConversionError` naming what
 was wrong, before anything is written.
 """
-from gptjax.config import ConfigError
+from gptjax.errors import ConversionError
 
-
-class ConversionError(ConfigError):
-    """A checkpoint or workdir that cannot be converted faithfully; the message says why."""
+__all__ = ["ConversionError"]

@@ -13,18 +13,19 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 import pathlib
 import re
-import shutil
 
 import jax
 import numpy as np
 
+from gptjax import atomic
 from gptjax.config import ModelSpec
-from gptjax.convert import ConversionError, hf_gpt2, hf_llama, safetensors_io
+from gptjax.convert import hf_gpt2, hf_llama, safetensors_io
 from gptjax.convert.hf_tokenizer import load_hf_tokenizer, save_hf_tokenizer
 from gptjax.convert.workdir import check_new_folder, experiment_source, finetune_experiment, write_workdir
+from gptjax.errors import ConversionError
+from gptjax.train.restore import load_run
 
 ARCHITECTURES = {m.MODEL_TYPE: m for m in (hf_gpt2, hf_llama)}
 
@@ -137,8 +138,6 @@ def hf_tensors(params: dict, spec: ModelSpec) -> dict[str, np.ndarray]:
 
 def export_hf(workdir, hf_dir) -> list[str]:
     """Write the workdir's newest checkpoint as an HF folder; returns notes to print."""
-    from gptjax.sample_text import load_run
-
     workdir, hf_dir = pathlib.Path(workdir), pathlib.Path(hf_dir)
     check_new_folder(hf_dir, "output folder")
     exp, params, tokenizer = load_run(workdir)
@@ -153,17 +152,8 @@ def export_hf(workdir, hf_dir) -> list[str]:
                       "pad_token_id": None,
                       "dtype": "float32", "torch_dtype": "float32"})
     tensors = hf_tensors(params, spec)
-    tmp = hf_dir.parent / f".{hf_dir.name}.exporting-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    try:
-        tmp.mkdir(parents=True)
-        (tmp / "config.json").write_text(json.dumps(hf_config, indent=2) + "\n")
+    with atomic.new_folder(hf_dir) as tmp:
+        atomic.write_text(tmp / "config.json", json.dumps(hf_config, indent=2) + "\n")
         safetensors_io.write_tensors(tmp / safetensors_io.SINGLE_FILE, tensors)
         note = save_hf_tokenizer(tokenizer, tmp, spec.max_seq_len)
-        if hf_dir.exists():
-            hf_dir.rmdir()
-        tmp.rename(hf_dir)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return [f"model: {arch.ARCHITECTURE}, {len(tensors)} tensors, float32", note]

@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 
 from gptjax.config import ModelSpec
-from gptjax.convert import ConversionError
+from gptjax.errors import ConversionError
 
 MODEL_TYPE = "gpt2"
 ARCHITECTURE = "GPT2LMHeadModel"

@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from gptjax.config import ModelSpec
-from gptjax.convert import ConversionError
+from gptjax.errors import ConversionError
 
 MODEL_TYPE = "llama"
 ARCHITECTURE = "LlamaForCausalLM"

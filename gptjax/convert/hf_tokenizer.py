@@ -12,8 +12,8 @@ import pathlib
 import shutil
 import tempfile
 
-from gptjax.convert import ConversionError
 from gptjax.data import tokenizers
+from gptjax.errors import ConversionError
 
 OWN_FOLDER = "gptjax_tokenizer"  # char/byte tokenizers ride along here on export
 

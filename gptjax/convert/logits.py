@@ -5,7 +5,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from gptjax.config import ConfigError
+from gptjax.errors import ConfigError
 
 
 def parse_ids(raw: str, vocab_size: int, max_len: int) -> list[int]:
@@ -23,8 +23,8 @@ def parse_ids(raw: str, vocab_size: int, max_len: int) -> list[int]:
 
 def workdir_logits(workdir, ids: str | None = None, text: str | None = None) -> dict:
     """{"ids": [...], "vocab_size": V, "logits": L rows of V floats} for `ids` (or `text`, encoded)."""
-    from gptjax.sample_text import load_run
-    from gptjax.transformer import Transformer
+    from gptjax.model.transformer import Transformer
+    from gptjax.train.restore import load_run
 
     exp, params, tokenizer = load_run(workdir)
     if exp.media is not None:

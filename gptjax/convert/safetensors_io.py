@@ -6,7 +6,7 @@ import pathlib
 
 import numpy as np
 
-from gptjax.convert import ConversionError
+from gptjax.errors import ConversionError
 
 SINGLE_FILE = "model.safetensors"
 INDEX_FILE = "model.safetensors.index.json"

@@ -3,26 +3,25 @@
 `checkpoints/0/` (a TrainState: the imported params and a fresh optimizer
 state), `config.json` (the Experiment), `tokenizer/`, and `experiment.py`,
 which reproduces the architecture and fine-tunes from these weights. Written
-into a hidden sibling folder and renamed into place, so a failure leaves no
+into a hidden sibling folder and renamed into place (gptjax/atomic.py), so a failure leaves no
 half-written workdir.
 """
 from __future__ import annotations
 
 import dataclasses
-import os
 import pathlib
-import shutil
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from gptjax import config, sharding
-from gptjax.checkpoint import Checkpointer
-from gptjax.convert import ConversionError
-from gptjax.convert.finetune_data import PretrainedTextData
-from gptjax.optim import make_optimizer
-from gptjax.train_step import TrainState, make_state_fns
+from gptjax import atomic, config
+from gptjax.errors import ConversionError
+from gptjax.train.checkpoint import Checkpointer
+from gptjax.train.optim import make_optimizer
+from gptjax.train.restore import text_example
+from gptjax.train.setup import abstract_state
+from gptjax.train.step import TrainState
 
 
 def check_new_folder(out: pathlib.Path, what: str) -> None:
@@ -36,7 +35,7 @@ def finetune_experiment(spec: config.ModelSpec, tokenizer_kind: str, workdir: pa
     exp = config.Experiment(
         model=spec,
         schedule=config.Schedule("warmup_cosine", peak_lr=5e-5, warmup_steps=20, end_lr=5e-6),
-        data=PretrainedTextData(dataset="text", files="", tokenizer=tokenizer_kind),
+        data=config.TextData(dataset="text", files="", tokenizer=tokenizer_kind, pretrained_tokenizer=True),
         train=config.Train(steps=500, batch_size=8, eval_every=100, eval_batches=10, checkpoint_every=100,
                            sample_tokens=100, init_from=str(workdir.absolute())),
         mesh=config.Mesh(), name=name)
@@ -66,8 +65,7 @@ Keep the model section as it is: the weights fit this shape only (a llama model
 may lower model.max_seq_len, since rotary positions have no weights).
 Expect: the first eval loss near the pretrained model's loss on your text, then falling.
 """
-from gptjax.config import Experiment, ModelSpec, Optimizer, Schedule, Train
-from gptjax.convert.finetune_data import PretrainedTextData
+from gptjax.config import Experiment, ModelSpec, Optimizer, Schedule, TextData, Train
 
 EXPERIMENT = Experiment(
     model={_call(exp.model, True)},
@@ -82,10 +80,7 @@ EXPERIMENT = Experiment(
 
 def initial_state(exp: config.Experiment, params: dict) -> TrainState:
     """Step 0 with `params` (checked against the model's own parameter shapes) and a fresh optimizer."""
-    mesh = sharding.make_mesh(config.Mesh(1, 1, 1), jax.devices()[:1])
-    tx, _ = make_optimizer(exp.optimizer, exp.schedule, exp.train.steps)
-    example = {"inputs": np.zeros((1, exp.model.max_seq_len), np.int32)}
-    _, _, abstract, _ = make_state_fns(exp, exp.model, tx, mesh, example)
+    abstract = abstract_state(exp, text_example(exp))
     want = {jax.tree_util.keystr(k): v for k, v in jax.tree_util.tree_leaves_with_path(abstract.params)}
     got = {jax.tree_util.keystr(k): v for k, v in jax.tree_util.tree_leaves_with_path(params)}
     if want.keys() != got.keys() or any(tuple(want[k].shape) != tuple(got[k].shape) for k in want):
@@ -93,6 +88,7 @@ def initial_state(exp: config.Experiment, params: dict) -> TrainState:
                      if k not in want or k not in got or tuple(want[k].shape) != tuple(got[k].shape))
         raise ConversionError(f"converted parameters do not fit the model (converter bug?): {bad[:5]}")
     params = jax.tree.map(lambda a, x: jax.device_put(np.asarray(x, a.dtype), a.sharding), abstract.params, params)
+    tx, _ = make_optimizer(exp.optimizer, exp.schedule, exp.train.steps)
     return TrainState(step=jnp.zeros((), jnp.int32), params=params, opt_state=tx.init(params))
 
 
@@ -101,19 +97,10 @@ def write_workdir(out: pathlib.Path, exp: config.Experiment, params: dict, token
     """Write the whole workdir into a hidden sibling, then rename it to `out`."""
     check_new_folder(out, "workdir")
     state = initial_state(exp, params)
-    tmp = out.parent / f".{out.name}.importing-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    try:
-        tmp.mkdir(parents=True)
-        (tmp / "config.json").write_text(exp.to_json() + "\n")
+    with atomic.new_folder(out) as tmp:
+        atomic.write_text(tmp / "config.json", exp.to_json() + "\n")
         tokenizer.save(tmp / "tokenizer")
-        (tmp / "experiment.py").write_text(experiment_py)
+        atomic.write_text(tmp / "experiment.py", experiment_py)
         ckpt = Checkpointer(tmp, keep=exp.train.keep_checkpoints, async_save=False)
         ckpt.save(0, state, meta, force=True)
         ckpt.close()
-        if out.exists():
-            out.rmdir()  # an empty folder, checked above
-        tmp.rename(out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise

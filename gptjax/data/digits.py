@@ -19,14 +19,11 @@ import dataclasses
 
 import numpy as np
 import tensorflow_datasets as tfds
-from etils import epath
-from tensorflow_datasets.core import utils as tfds_utils
 
-from gptjax.data.build_lock import build_lock
-from gptjax.data.corpora import DataError
+from gptjax.data.examples import Example, make_example
 from gptjax.data.media_tokenizer import MediaTokenizer
-from gptjax.data.mixture import Example, make_example
-from gptjax.data.text_builder import LocalDatasetInfo, _quiet_tfds, default_data_dir
+from gptjax.data.tfds_local import LocalBuilder, build_local
+from gptjax.errors import DataError
 
 NAMES = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten")
 MAX_GREY = 16  # load_digits' images hold 0..16
@@ -80,26 +77,17 @@ class DigitsSplitConfig(tfds.core.BuilderConfig):
     split_seed: int = 0
 
 
-class GptjaxDigits(tfds.core.GeneratorBasedBuilder):
+class GptjaxDigits(LocalBuilder):
     """scikit-learn's digits with a stratified train/test split; see the module docstring."""
 
     VERSION = tfds.core.Version("1.0.0")
     RELEASE_NOTES = {"1.0.0": "image/label/index records, stratified split."}
-    BUILDER_CONFIGS: list[DigitsSplitConfig] = []
-
-    @tfds_utils.classproperty
-    @classmethod
-    def code_path(cls) -> epath.Path:
-        return epath.Path(__file__)  # TFDS's default probes a backport package (see text_builder)
 
     def _info(self) -> tfds.core.DatasetInfo:
-        return LocalDatasetInfo(
-            builder=self, description="8x8 handwritten digits (scikit-learn load_digits), gptjax split.",
-            features=tfds.features.FeaturesDict({
-                "image": tfds.features.Tensor(shape=(8, 8), dtype=np.uint8),
-                "label": tfds.features.ClassLabel(num_classes=10),
-                "index": tfds.features.Scalar(dtype=np.int32)}),
-            disable_shuffling=True)
+        return self.local_info("8x8 handwritten digits (scikit-learn load_digits), gptjax split.", {
+            "image": tfds.features.Tensor(shape=(8, 8), dtype=np.uint8),
+            "label": tfds.features.ClassLabel(num_classes=10),
+            "index": tfds.features.Scalar(dtype=np.int32)})
 
     def _split_generators(self, dl_manager):
         images, labels = load_images()
@@ -135,13 +123,7 @@ def prepare_digits(test_fraction: float = 0.2, split_seed: int = 0, data_dir: st
     name = f"seed{split_seed}_test{test_fraction:g}".replace(".", "p")
     cfg = DigitsSplitConfig(name=name, test_fraction=test_fraction, split_seed=split_seed,
                             description=f"{test_fraction:g} held out, seed {split_seed}")
-    directory = str(data_dir or default_data_dir())
-    with build_lock(directory, f"digits_{name}"):
-        builder = _quiet_tfds(lambda: GptjaxDigits(config=cfg, data_dir=directory, file_format="array_record"))
-        if not builder.data_path.exists():
-            _quiet_tfds(lambda: builder.download_and_prepare(
-                download_config=tfds.download.DownloadConfig(try_download_gcs=False)))
-    return builder
+    return build_local(GptjaxDigits, cfg, data_dir, lock=f"digits_{name}")
 
 
 def read_split(builder, split: str) -> tuple[np.ndarray, np.ndarray]:

@@ -15,15 +15,16 @@ literally. Saved as ``tokenizer.json`` (kind ``media``) and restored by
 from __future__ import annotations
 
 import hashlib
+import pathlib
 import re
 from typing import Iterable
 
 import numpy as np
 
-from gptjax.data.tokenizers import _write_json
+from gptjax import atomic
+from gptjax.special_tokens import AUDIO_ID, BOS_ID, EOS_ID, IMAGE_ID, PAD_ID, SPECIALS
 
-PAD_ID, BOS_ID, EOS_ID, IMAGE_ID, AUDIO_ID = range(5)
-SPECIALS = ("<pad>", "<bos>", "<eos>", "<image>", "<audio>")
+TOKENIZER_FILE = "tokenizer.json"  # (gptjax/data/tokenizers.py loads every kind from it)
 ALPHABET = "".join(chr(c) for c in range(32, 127)) + "\n"
 _SPECIAL_RE = re.compile(r"(<pad>|<bos>|<eos>|<image>|<audio>|<p\d+>)")
 
@@ -114,8 +115,8 @@ class MediaTokenizer:
     # ---- persistence ---------------------------------------------------------
 
     def save(self, directory):
-        return _write_json(directory, {"kind": "media", "pixel_levels": self.pixel_levels,
-                                       "alphabet": self.alphabet})
+        return atomic.write_json(pathlib.Path(directory) / TOKENIZER_FILE,
+                                 {"kind": "media", "pixel_levels": self.pixel_levels, "alphabet": self.alphabet})
 
     @classmethod
     def from_meta(cls, meta: dict) -> "MediaTokenizer":

@@ -29,16 +29,13 @@ import re
 
 import numpy as np
 import tensorflow_datasets as tfds
-from etils import epath
-from tensorflow_datasets.core import utils as tfds_utils
 
-from gptjax.audio import fit_clip, read_wav, resample
-from gptjax.data.build_lock import build_lock
-from gptjax.data.corpora import DataError
 from gptjax.data.digits import NAMES
+from gptjax.data.examples import Example, make_example
 from gptjax.data.media_tokenizer import MediaTokenizer
-from gptjax.data.mixture import Example, make_example
-from gptjax.data.text_builder import LocalDatasetInfo, _quiet_tfds, default_data_dir
+from gptjax.data.tfds_local import LocalBuilder, build_local
+from gptjax.data.wav import centred_offset, fit_clip, read_wav, resample
+from gptjax.errors import DataError
 
 FILENAME = re.compile(r"^(\d)_([A-Za-z0-9-]+)_(\d+)\.wav$")
 PATTERN_HELP = "{digit}_{speaker}_{index}.wav, e.g. 7_jackson_32.wav"
@@ -81,29 +78,20 @@ class RecordingsConfig(tfds.core.BuilderConfig):
     folder: str = ""
 
 
-class GptjaxSpokenDigits(tfds.core.GeneratorBasedBuilder):
+class GptjaxSpokenDigits(LocalBuilder):
     """All recordings of an FSDD folder in one ordered split; see the module docstring."""
 
     VERSION = tfds.core.Version("1.0.0")
     RELEASE_NOTES = {"1.0.0": "int16 audio + filename/label/speaker/index/sample_rate."}
-    BUILDER_CONFIGS: list[RecordingsConfig] = []
-
-    @tfds_utils.classproperty
-    @classmethod
-    def code_path(cls) -> epath.Path:
-        return epath.Path(__file__)  # TFDS's default probes a backport package (see text_builder)
 
     def _info(self) -> tfds.core.DatasetInfo:
-        return LocalDatasetInfo(
-            builder=self, description="Free Spoken Digit Dataset recordings (gptjax).",
-            features=tfds.features.FeaturesDict({
-                "audio": tfds.features.Tensor(shape=(None,), dtype=np.int16),
-                "audio/filename": tfds.features.Text(),
-                "label": tfds.features.ClassLabel(num_classes=10),
-                "speaker": tfds.features.Text(),
-                "index": tfds.features.Scalar(dtype=np.int32),
-                "sample_rate": tfds.features.Scalar(dtype=np.int32)}),
-            disable_shuffling=True)
+        return self.local_info("Free Spoken Digit Dataset recordings (gptjax).", {
+            "audio": tfds.features.Tensor(shape=(None,), dtype=np.int16),
+            "audio/filename": tfds.features.Text(),
+            "label": tfds.features.ClassLabel(num_classes=10),
+            "speaker": tfds.features.Text(),
+            "index": tfds.features.Scalar(dtype=np.int32),
+            "sample_rate": tfds.features.Scalar(dtype=np.int32)})
 
     def _split_generators(self, dl_manager):
         return {SPLIT: self._generate_examples(list_recordings(self.builder_config.folder))}
@@ -122,13 +110,8 @@ def prepare_recordings(folder, data_dir: str = "") -> GptjaxSpokenDigits:
     files = list_recordings(folder)
     cfg = RecordingsConfig(name=f"fsdd_{folder_fingerprint(files)}", folder=str(pathlib.Path(folder).resolve()),
                            description=f"{len(files)} recordings")
-    directory = str(data_dir or default_data_dir())
-    with build_lock(directory, lock_name(cfg.name)):  # runs of a sweep may build the same folder at once
-        builder = _quiet_tfds(lambda: GptjaxSpokenDigits(config=cfg, data_dir=directory, file_format="array_record"))
-        if not builder.data_path.exists():
-            _quiet_tfds(lambda: builder.download_and_prepare(
-                download_config=tfds.download.DownloadConfig(try_download_gcs=False)))
-    return builder
+    # runs of a sweep may build the same folder at once
+    return build_local(GptjaxSpokenDigits, cfg, data_dir, lock=lock_name(cfg.name))
 
 
 def lock_name(config_name: str) -> str:
@@ -241,11 +224,7 @@ class SpokenDigitsSource:
             factor = rng.uniform(1 - self.speed_perturb, 1 + self.speed_perturb)
             x = np.interp(np.arange(0, len(x) - 1, factor), np.arange(len(x)), x).astype(np.float32)
         # the evaluation placement, jittered by up to `shift` seconds
-        if len(x) < n:
-            offset = (n - len(x)) // 2
-        else:
-            energy = np.concatenate([[0.0], np.cumsum(x.astype(np.float64) ** 2)])
-            offset = int(np.argmax(energy[n:] - energy[:-n]))
+        offset = centred_offset(x, n)
         jitter = int(self.shift * self.spec.sample_rate)
         out = fit_clip(x, n, offset + int(rng.integers(-jitter, jitter + 1)))
         out = mask_waveform(out, rng, self.time_masks, self.freq_masks)

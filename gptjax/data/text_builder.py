@@ -32,21 +32,15 @@ from typing import Any, Mapping
 
 import numpy as np
 import tensorflow_datasets as tfds
-from etils import epath
-from tensorflow_datasets.core import utils as tfds_utils
 
 from gptjax.data import corpora
 from gptjax.data.build_lock import build_lock
-from gptjax.data.corpora import DataError
+from gptjax.data.tfds_local import LocalBuilder, default_data_dir, make_builder, prepare
+from gptjax.errors import DataError
 
 log = logging.getLogger(__name__)
 
 BUILDER_NAME = "gptjax_text"  # TFDS derives it from the class name GptjaxText
-
-
-def default_data_dir() -> pathlib.Path:
-    """Where our TFDS datasets are built unless told otherwise."""
-    return corpora.cache_dir() / "tensorflow_datasets"
 
 
 @dataclasses.dataclass(eq=False)
@@ -59,36 +53,20 @@ class TextCorpusConfig(tfds.core.BuilderConfig):
     chunk_chars: int = 2048
 
 
-class GptjaxText(tfds.core.GeneratorBasedBuilder):
+class GptjaxText(LocalBuilder):
     """Plain text as ordered, line-aligned chunks; see the module docstring."""
     VERSION = tfds.core.Version("1.0.0")
     RELEASE_NOTES = {"1.0.0": "text + doc_id records, ordered, array_record."}
-    # Configs are made per corpus by prepare_text_dataset (a class-level config
-    # of the same name would make TFDS refuse the per-call one).
-    BUILDER_CONFIGS: list[TextCorpusConfig] = []
-
-    @tfds_utils.classproperty
-    @classmethod
-    def code_path(cls) -> epath.Path:
-        # TFDS 4.9's default probes `importlib_resources`, a backport package it
-        # does not install on Python >= 3.9; the answer is simply this file.
-        return epath.Path(__file__)
 
     def __init__(self, *, corpus: corpora.Corpus | None = None, **kwargs):
         self._corpus = corpus  # already-loaded text, so it is read only once
         super().__init__(**kwargs)
 
     def _info(self) -> tfds.core.DatasetInfo:
-        return LocalDatasetInfo(
-            builder=self,
-            description="Plain-text corpus in ordered, line-aligned chunks (gptjax).",
-            features=tfds.features.FeaturesDict({
-                "text": tfds.features.Text(),
-                "doc_id": tfds.features.Scalar(dtype=np.int32),
-            }),
-            disable_shuffling=True,  # the pipeline re-joins records in index order
-            metadata=tfds.core.MetadataDict(),
-        )
+        # the pipeline re-joins records in index order
+        return self.local_info("Plain-text corpus in ordered, line-aligned chunks (gptjax).",
+                               {"text": tfds.features.Text(), "doc_id": tfds.features.Scalar(dtype=np.int32)},
+                               metadata=tfds.core.MetadataDict())
 
     def _split_generators(self, dl_manager):
         cfg = self.builder_config
@@ -178,6 +156,7 @@ def prepare_text_dataset(dataset: str = "tinyshakespeare", *, files: str = "",
                          data_dir: str | pathlib.Path = "", val_fraction: float = 0.1,
                          split_by: str = "fraction", chunk_chars: int = 2048) -> GptjaxText:
     """Build (or reuse) the corpus as array_record; rebuilds when the text changed."""
+    check_settings(val_fraction, split_by, chunk_chars)
     if not files and dataset not in corpora.KNOWN_CORPORA:
         raise DataError(f"unknown corpus {dataset!r}: known corpora are "
                         f"{', '.join(corpora.KNOWN_CORPORA)}; pass files= for your own text")
@@ -195,8 +174,7 @@ def prepare_text_dataset(dataset: str = "tinyshakespeare", *, files: str = "",
 
 def _prepare(dataset, corpus, cfg, data_dir, files, val_fraction, split_by) -> GptjaxText:
     def make(corpus):
-        return _quiet_tfds(lambda: GptjaxText(config=cfg, data_dir=str(data_dir), corpus=corpus,
-                                              file_format="array_record"))
+        return make_builder(GptjaxText, cfg, data_dir, corpus=corpus)
 
     builder = make(corpus)
     if builder.data_path.exists():
@@ -208,14 +186,35 @@ def _prepare(dataset, corpus, cfg, data_dir, files, val_fraction, split_by) -> G
             return builder
         log.info("%s: text or settings changed since %s was built; rebuilding",
                  dataset, builder.data_path)
-        shutil.rmtree(builder.data_path)
     corpus = corpus or corpora.load_corpus(dataset, files)
-    builder = make(corpus)  # a fresh one: the old one's info came from the removed dir
     split_documents(corpus.documents, val_fraction, split_by)  # fail before touching disk
-    _quiet_tfds(lambda: builder.download_and_prepare(
-        download_config=tfds.download.DownloadConfig(try_download_gcs=False)))
+    old = pathlib.Path(builder.data_path)
+    kept = old.with_name(f".{old.name}.replaced") if old.exists() else None
+    if kept is not None:  # set aside, and put back if the new build fails
+        shutil.rmtree(kept, ignore_errors=True)
+        old.rename(kept)
+    try:
+        builder = make(corpus)  # a fresh one: the old one's info came from the old folder
+        prepare(builder)
+    except BaseException:
+        if kept is not None:
+            shutil.rmtree(old, ignore_errors=True)
+            kept.rename(old)
+        raise
+    if kept is not None:
+        shutil.rmtree(kept, ignore_errors=True)
     _log_source(dataset, corpus.source, builder.data_path)
     return builder
+
+
+def check_settings(val_fraction: float, split_by: str, chunk_chars: int) -> None:
+    """Refuse split and chunk settings that cannot build a dataset, before anything is touched."""
+    if not 0 < val_fraction < 1:
+        raise DataError(f"val_fraction={val_fraction}: expected a number in (0, 1), e.g. 0.1")
+    if split_by not in ("fraction", "files"):
+        raise DataError(f"split_by={split_by!r}: expected fraction or files")
+    if chunk_chars < 1:
+        raise DataError(f"chunk_chars={chunk_chars}: expected a positive number of characters per record")
 
 
 def _log_source(dataset: str, source: str, path) -> None:
@@ -224,33 +223,6 @@ def _log_source(dataset: str, source: str, path) -> None:
                     dataset, path, source)
     else:
         log.info("%s: %s (from %s)", dataset, path, source)
-
-
-class LocalDatasetInfo(tfds.core.DatasetInfo):
-    """DatasetInfo of a dataset only we build: never looked up on TFDS's GCS bucket.
-
-    TFDS's own lookup runs for every builder of a dataset not yet prepared; it
-    leaves an empty temporary folder behind each time, and asks the network.
-    """
-
-    def initialize_from_bucket(self) -> None:
-        return None
-
-
-def _quiet_tfds(fn):
-    """Run `fn` without TFDS's tqdm bars and absl chatter (e.g. a warning for
-    every per-corpus config); restore both after."""
-    from tensorflow_datasets.core.utils import tqdm_utils
-    was_active = tqdm_utils._active  # pylint: disable=protected-access
-    absl_log = logging.getLogger("absl")
-    was_level = absl_log.level
-    tfds.display_progress_bar(False)
-    absl_log.setLevel(logging.ERROR)
-    try:
-        return fn()
-    finally:
-        tfds.display_progress_bar(was_active)
-        absl_log.setLevel(was_level)
 
 
 @dataclasses.dataclass

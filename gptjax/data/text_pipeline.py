@@ -30,8 +30,10 @@ from typing import Iterator
 import grain
 import numpy as np
 
+from gptjax import atomic
 from gptjax.data import corpora, text_builder, tokenizers
-from gptjax.data.corpora import DataError
+from gptjax.data.batching import BatchSource
+from gptjax.errors import DataError
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +41,7 @@ PACK_MODES = ("stream", "segments")
 TOKENIZER_KINDS = tokenizers.KINDS
 
 
-class TextLMData:
+class TextLMData(BatchSource):
     """Tokenized train/eval windows of one text dataset, batched with grain.
 
     Args:
@@ -95,7 +97,6 @@ class TextLMData:
         if self.eval_split not in self.splits.sources:
             raise DataError(f"{dataset!r} has no eval split {eval_split or 'validation/test'!r}; "
                             f"its splits are {sorted(self.splits.sources)}: pass eval_split=")
-        self._warned_eval_cap = False
         self._docs: dict[str, list[str]] = {}
         self._streams: dict[str, tuple[np.ndarray, np.ndarray]] = {}
         self.tokenizer = self._resolve_tokenizer(tokenizer, tokenizer_dir, sp_model,
@@ -174,10 +175,8 @@ class TextLMData:
                 ids.append(np.full(len(toks), doc_id, dtype=np.int32))
             stream = (np.concatenate(parts), np.concatenate(ids))
             if self.cache_tokens:
-                path.parent.mkdir(parents=True, exist_ok=True)
-                tmp = path.with_name(f"{key}.tmp{os.getpid()}.npz")
-                np.savez(tmp, tokens=stream[0], doc_ids=stream[1])
-                os.replace(tmp, path)
+                with atomic.replacing(path, suffix=".npz") as tmp:
+                    np.savez(tmp, tokens=stream[0], doc_ids=stream[1])
         self._streams[split] = stream
         self._docs.pop(split, None)  # the token stream replaces the text in memory
         n = len(stream[0])
@@ -227,19 +226,10 @@ class TextLMData:
         batch["loss_mask"] = (doc_BxL1[:, 1:] == doc_BxL).astype(np.float32)
         return batch
 
-    @staticmethod
-    def _local_batch(global_batch: int, process_index: int, process_count: int) -> int:
-        if process_count < 1 or not 0 <= process_index < process_count:
-            raise DataError(f"process_index {process_index} must be in [0, {process_count})")
-        if global_batch < 1 or global_batch % process_count:
-            raise DataError(f"global_batch {global_batch} must be a positive multiple of "
-                            f"process_count {process_count}")
-        return global_batch // process_count
-
     def train_dataset(self, global_batch: int, process_index: int = 0,
                       process_count: int = 1) -> grain.MapDataset:
         """Random-access local batches: element s is this process's part of step s."""
-        local = self._local_batch(global_batch, process_index, process_count)
+        local = self.local_batch(global_batch, process_index, process_count)
         stride = self.train_stride
         windows = grain.MapDataset.range(self.num_train_windows)
         examples = windows.shuffle(seed=self._shuffle_seed).repeat()  # new order per epoch
@@ -252,38 +242,21 @@ class TextLMData:
                       process_count: int = 1) -> Iterator[dict[str, np.ndarray]]:
         """Endless local training batches from step `start_step`, prefetched."""
         ds = self.train_dataset(global_batch, process_index, process_count)[start_step:]
-        return iter(ds.to_iter_dataset(self._read_options()))
+        return self.read(ds)
 
     def eval_batches(self, global_batch: int, num_batches: int | None = None,
                      process_index: int = 0, process_count: int = 1
                      ) -> Iterator[dict[str, np.ndarray]]:
         """The first `num_batches` (all when None) batches of non-overlapping eval
         windows; the same every call. Capped at what the eval split holds."""
-        local = self._local_batch(global_batch, process_index, process_count)
-        available = self.num_eval_windows() // global_batch
-        if available == 0:
-            raise DataError(
-                f"the {self.eval_split} split has {self.num_eval_windows()} windows of "
-                f"{self.seq_len + 1} tokens, fewer than one batch of {global_batch}")
-        if num_batches is None:
-            num_batches = available
-        elif num_batches > available:
-            if not self._warned_eval_cap:  # once: evaluation runs many times per run
-                log.warning("eval: %d batches of %d asked, the %s split holds %d; using all %d",
-                            num_batches, global_batch, self.eval_split, available, available)
-                self._warned_eval_cap = True
-            num_batches = available
+        local = self.local_batch(global_batch, process_index, process_count)
+        num_batches = self.eval_count(global_batch, num_batches, self.num_eval_windows() // global_batch,
+                                      f"the {self.eval_split} split has {self.num_eval_windows()} windows of "
+                                      f"{self.seq_len + 1} tokens")
         windows = grain.MapDataset.range(num_batches * global_batch)
         ds = windows.batch(local, drop_remainder=True)[process_index::process_count]
         ds = ds.map(lambda w: self.make_batch(self.eval_split, np.asarray(w) * self.seq_len))
-        return iter(ds.to_iter_dataset(self._read_options()))
-
-    def _read_options(self) -> grain.ReadOptions:
-        return grain.ReadOptions(num_threads=self.num_threads,
-                                 prefetch_buffer_size=self.prefetch if self.num_threads else 0)
-
-    def steps_per_epoch(self, global_batch: int) -> float:
-        return self.num_train_windows / global_batch
+        return self.read(ds)
 
     def __repr__(self) -> str:
         return (f"TextLMData({self.dataset!r}, tokenizer={self.tokenizer.name}, "

@@ -18,6 +18,10 @@ from typing import Iterable, Protocol, Sequence, runtime_checkable
 import numpy as np
 import sentencepiece as spm
 
+from gptjax import atomic
+from gptjax.data import corpora
+from gptjax.data.media_tokenizer import MediaTokenizer
+
 TOKENIZER_FILE = "tokenizer.json"
 SP_MODEL_FILE = "tokenizer.model"
 KINDS = ("char", "byte", "sentencepiece", "gpt2_bpe")
@@ -40,13 +44,7 @@ def _ids_list(ids) -> list[int]:
 
 
 def _write_json(directory, payload: dict) -> pathlib.Path:
-    directory = pathlib.Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
-    path = directory / TOKENIZER_FILE
-    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
-    tmp.write_text(json.dumps(payload, ensure_ascii=False, indent=1), encoding="utf-8")
-    os.replace(tmp, path)
-    return path
+    return atomic.write_json(pathlib.Path(directory) / TOKENIZER_FILE, payload)
 
 
 class CharTokenizer:
@@ -220,7 +218,6 @@ def train_sentencepiece(texts: str | os.PathLike | Iterable, out_prefix: str | o
 
 def _training_chunks(texts) -> Iterable[str]:
     """Paragraph-sized training "sentences" (SentencePiece skips over-long ones)."""
-    from gptjax.data import corpora  # local: keeps tokenizers importable on its own
     if isinstance(texts, (str, os.PathLike)):
         items = [str(p) for p in corpora.resolve_files(str(texts))]
     else:
@@ -251,24 +248,5 @@ def load_tokenizer(directory: str | os.PathLike) -> Tokenizer:
         return GPT2BPETokenizer(pathlib.Path(directory) / meta["vocab_file"],
                                 pathlib.Path(directory) / meta["merges_file"])
     if kind == "media":  # multimodal: characters + special and pixel tokens
-        from gptjax.data.media_tokenizer import MediaTokenizer
         return MediaTokenizer.from_meta(meta)
     raise ValueError(f"{path}: unknown tokenizer kind {kind!r}; expected one of {KINDS}")
-
-
-def make_tokenizer(kind: str, *, text: str | None = None, model: str | os.PathLike = "",
-                   add_eos: bool = False) -> Tokenizer:
-    """Build a tokenizer: 'char' (needs `text`), 'byte', or 'sentencepiece' (needs `model`)."""
-    if kind == "char":
-        if text is None:
-            raise ValueError("a char tokenizer is built from text: pass text=")
-        return CharTokenizer.from_text(text)
-    if kind == "byte":
-        return ByteTokenizer(add_eos=add_eos)
-    if kind == "sentencepiece":
-        if not model:
-            raise ValueError("pass model= a .model file (or train one with train_sentencepiece)")
-        return SentencePieceTokenizer(model)
-    if kind == "gpt2_bpe":  # `model`: a folder holding vocab.json and merges.txt
-        return GPT2BPETokenizer(pathlib.Path(model) / "vocab.json", pathlib.Path(model) / "merges.txt")
-    raise ValueError(f"unknown tokenizer kind {kind!r}; expected one of {KINDS}")

@@ -11,7 +11,7 @@ The JSON written to `--out` (give each process its own) maps each mesh to:
 the losses by step, and per parameter (and optimizer-state leaf) its global
 shape, PartitionSpec and the shapes of this process's shards, read from the
 arrays themselves; with `--record`, the `inputs` rows this process fed to each
-step (recorded by wrapping the data object train.run builds).
+step (recorded by wrapping the data object gptjax.train.loop.run builds).
 """
 import argparse
 import json
@@ -69,25 +69,25 @@ def leaf_report(tree):
 def train_on(mesh: str, args) -> dict:
     import jax
 
-    from gptjax import train
     from gptjax.config import resolve_experiment
+    from gptjax.train import loop as train
 
     d, f, t = mesh.split("x")
     exp = resolve_experiment(args.experiment, args.overrides + [f"mesh.data={d}", f"mesh.fsdp={f}",
                                                                 f"mesh.tensor={t}"])
     recorders = []
-    make_data = train.make_data
+    make_data = train.build_data
 
     def recording_make_data(*a, **k):
         recorders.append(RecordingData(make_data(*a, **k)))
         return recorders[-1]
 
     if args.record:
-        train.make_data = recording_make_data
+        train.build_data = recording_make_data
     try:
         result = train.run(exp, pathlib.Path(args.workdir) / mesh, progress=False, stop_after=args.stop_after)
     finally:
-        train.make_data = make_data
+        train.build_data = make_data
     return {
         "process_index": jax.process_index(), "process_count": jax.process_count(),
         "device_count": jax.device_count(),
@@ -105,7 +105,7 @@ def main():
     logging.basicConfig(level=logging.INFO, format="%(relativeCreated)7.0fms %(name)s %(message)s")
     for name in ("absl", "orbax", "jax._src"):
         logging.getLogger(name).setLevel(logging.WARNING)
-    from gptjax import distributed
+    from gptjax.parallel import distributed
 
     distributed.initialize(args.coordinator, args.num_processes, args.process_id)
     report = {mesh: train_on(mesh, args) for mesh in args.mesh}

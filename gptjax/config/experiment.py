@@ -1,0 +1,181 @@
+"""The experiment: a model spec and an Optax schedule side by side, plus optimizer, data,
+training and mesh settings. Frozen dataclasses, plain data: nothing here builds anything.
+
+`Experiment.validate()` checks every field against its declared range
+(gptjax/config/fields.py) and then the shapes that must fit together, before
+anything is compiled or written.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import re
+from typing import Any
+
+from gptjax.config.data import TextData
+from gptjax.config.fields import (NON_NEGATIVE, POSITIVE, UNIT_OPEN, Rule, at_least, between, check_fields, field,
+                                  one_of)
+from gptjax.errors import ConfigError
+
+DTYPES = one_of("float32", "bfloat16", "float16")
+ATTENTION = ("auto", "flash", "xla", "cudnn", "splash", "naive")
+MESH_SIZE = Rule(lambda v: v == -1 or v > 0, "a positive size, or -1 (the remaining devices)")
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelSpec:
+    """A decoder-only Transformer. `flavour` picks GPT-2 or LLaMA defaults."""
+
+    flavour: str = field("gpt2", one_of("gpt2", "llama"))
+    n_layer: int = field(6, POSITIVE)
+    n_head: int = field(6, POSITIVE)
+    n_kv_head: int = field(0, NON_NEGATIVE)  # 0: same as n_head (multi-head); fewer: grouped-query
+    d_model: int = field(384, POSITIVE)
+    d_ff: int = field(0, NON_NEGATIVE)  # 0: 4*d_model for gpt2, SwiGLU rounding for llama
+    vocab_size: int = field(0, NON_NEGATIVE)  # 0: taken from the tokenizer
+    max_seq_len: int = field(256, POSITIVE)
+    dropout: float = field(0.0, UNIT_OPEN)
+    tie_embeddings: bool = True
+    bias: bool = True  # gpt2: biases in linear layers and LayerNorms (llama never has them)
+    rope_theta: float = field(10000.0, POSITIVE)
+    norm_eps: float = field(1e-5, POSITIVE)
+    attention: str = field("auto", one_of(*ATTENTION))  # naive: the benchmark reference
+    attention_block: int = field(64, POSITIVE)  # query block of the flash kernel (gptjax/model/flash_attention.py)
+    loss_chunk: int = field(0, NON_NEGATIVE)  # >0: cross-entropy over this many positions at a time
+    dtype: str = field("float32", DTYPES)  # compute dtype
+    param_dtype: str = field("float32", DTYPES)
+    remat: str = field("none", one_of("none", "full", "dots", "dots_no_batch"))
+    scan_layers: bool = False
+
+    @property
+    def head_dim(self) -> int:
+        return self.d_model // self.n_head
+
+    @property
+    def kv_heads(self) -> int:
+        return self.n_kv_head or self.n_head
+
+    @property
+    def ff_dim(self) -> int:
+        if self.d_ff:
+            return self.d_ff
+        if self.flavour == "llama":
+            hidden = int(2 * 4 * self.d_model / 3)
+            return 256 * -(-hidden // 256)
+        return 4 * self.d_model
+
+    @property
+    def is_llama(self) -> bool:
+        return self.flavour == "llama"
+
+    @property
+    def use_bias(self) -> bool:
+        return self.bias and not self.is_llama
+
+
+@dataclasses.dataclass(frozen=True)
+class Schedule:
+    """A learning-rate schedule as data; gptjax.train.optim.build_schedule makes the Optax one."""
+
+    kind: str = field("warmup_cosine", one_of("warmup_cosine", "wsd", "constant"))
+    peak_lr: float = field(1e-3, POSITIVE)
+    warmup_steps: int = field(100, NON_NEGATIVE)
+    end_lr: float = field(1e-4, NON_NEGATIVE)  # cosine floor, and the end of WSD's decay
+    decay_fraction: float = field(0.2, between(0, 1, low_open=True))  # WSD: share of steps spent decaying
+
+
+@dataclasses.dataclass(frozen=True)
+class Optimizer:
+    """AdamW with decoupled weight decay on matrices only, and global-norm clipping."""
+
+    b1: float = field(0.9, UNIT_OPEN)
+    b2: float = field(0.95, UNIT_OPEN)
+    eps: float = field(1e-8, POSITIVE)
+    weight_decay: float = field(0.1, NON_NEGATIVE)
+    clip_norm: float = field(1.0, NON_NEGATIVE)  # 0 disables clipping
+    grad_accum: int = field(1, POSITIVE)  # micro-batches per step; batch_size is the whole step's batch
+    freeze: str = ""  # regex over parameter paths (e.g. "^llm/|^image_encoder/"): matches get no updates
+
+
+@dataclasses.dataclass(frozen=True)
+class Train:
+    steps: int = field(2000, POSITIVE)
+    batch_size: int = field(12, POSITIVE)  # global batch, in sequences
+    seed: int = field(1337, NON_NEGATIVE)
+    eval_every: int = field(250, POSITIVE)
+    eval_batches: int = field(20, POSITIVE)
+    checkpoint_every: int = field(500, NON_NEGATIVE)  # 0: only at the end (and when preempted)
+    keep_checkpoints: int = field(3, at_least(1))
+    log_every: int = field(10, POSITIVE)
+    sample_tokens: int = field(200, NON_NEGATIVE)  # printed at the end of a run; 0 disables
+    init_from: str = ""  # another run's workdir: start from its parameters where names and shapes match
+    init_from_partial: bool = False  # allow init_from to fill only some parameters (e.g. LLM of a VLM)
+    nonfinite: str = field("stop", one_of("stop", "skip"))  # what a non-finite loss or gradient does
+    max_skips: int = field(10, POSITIVE)  # with nonfinite=skip: stop after this many bad steps in a row
+    spike_sigmas: float = field(6.0, NON_NEGATIVE)  # log a loss spike this many running std devs above; 0 off
+
+
+@dataclasses.dataclass(frozen=True)
+class Mesh:
+    """Device mesh shape; -1 on one axis means all remaining devices."""
+
+    data: int = field(-1, MESH_SIZE)
+    fsdp: int = field(1, MESH_SIZE)
+    tensor: int = field(1, MESH_SIZE)
+    # a host without an accelerator: split its CPU into this many JAX devices (data parallel
+    # over the cores); 0 leaves JAX's one CPU device. Helps small models, whose ops are too
+    # small to keep several threads busy (gptjax/parallel/distributed.py: split_cpu)
+    cpu_devices: int = field(0, NON_NEGATIVE)
+
+
+@dataclasses.dataclass(frozen=True)
+class Experiment:
+    model: ModelSpec = ModelSpec()
+    schedule: Schedule = Schedule()
+    optimizer: Optimizer = Optimizer()
+    data: Any = TextData()  # a data section with a `kind` (gptjax/data/build.py builds it)
+    train: Train = Train()
+    mesh: Mesh = Mesh()
+    media: Any = None  # multimodal: encoders and projectors (gptjax/config/media.py)
+    name: str = "experiment"
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, sort_keys=False)
+
+    def validate(self) -> "Experiment":
+        """Refuse bad values and impossible shapes with a message naming the field and what would fit."""
+        for section in ("model", "schedule", "optimizer", "data", "train", "mesh", "media"):
+            value = getattr(self, section)
+            if value is not None and not dataclasses.is_dataclass(value):
+                raise ConfigError(f"{section} must be a config section (a dataclass), got {type(value).__name__}")
+            if value is not None:
+                check_fields(value, section)
+        m, t = self.model, self.train
+        if m.d_model % m.n_head:
+            raise ConfigError(f"model.d_model={m.d_model} is not divisible by model.n_head={m.n_head}: "
+                              "pick a width that is a multiple of the number of heads")
+        if m.is_llama and m.head_dim % 2:
+            raise ConfigError(f"rotary positions need an even head dim; got d_model/n_head={m.head_dim}")
+        if m.n_head % m.kv_heads:
+            raise ConfigError(f"model.n_kv_head={m.n_kv_head} must divide model.n_head={m.n_head} (0 = n_head)")
+        if m.loss_chunk and self.media is not None:
+            raise ConfigError("model.loss_chunk is for text models; multimodal experiments compute whole logits "
+                              "(set model.loss_chunk=0)")
+        if t.batch_size % self.optimizer.grad_accum:
+            raise ConfigError(f"train.batch_size={t.batch_size} is not divisible by "
+                              f"optimizer.grad_accum={self.optimizer.grad_accum}")
+        if self.optimizer.freeze:
+            try:
+                re.compile(self.optimizer.freeze)
+            except re.error as e:
+                raise ConfigError(f"optimizer.freeze={self.optimizer.freeze!r} is not a valid regular "
+                                  f"expression: {e}") from None
+        if sum(getattr(self.mesh, a) == -1 for a in ("data", "fsdp", "tensor")) > 1:
+            raise ConfigError("at most one mesh axis may be -1")
+        for section in (self.data, self.media):
+            if section is not None and hasattr(section, "validate"):
+                section.validate(self)
+        return self

@@ -1,0 +1,93 @@
+"""The optimizer and the schedule: Optax AdamW, weight decay on matrices only, global-norm clipping,
+freezing by regex, and the learning-rate schedule an experiment's `Schedule` describes."""
+from __future__ import annotations
+
+import re
+
+import jax
+import optax
+
+from gptjax.errors import ConfigError
+
+
+def decay_mask(params):
+    """Decay weight matrices and embeddings; never biases (of any rank) or norm scales."""
+    def decays(path, p):
+        return p.ndim >= 2 and "bias" not in jax.tree_util.keystr(path)
+    return jax.tree_util.tree_map_with_path(decays, params)
+
+
+def build_schedule(cfg, total_steps: int):
+    """The Optax schedule of a `Schedule` config over `total_steps` updates."""
+    warmup = min(cfg.warmup_steps, max(total_steps - 1, 0))
+    if cfg.kind == "constant":
+        if warmup == 0:
+            return optax.constant_schedule(cfg.peak_lr)
+        return optax.join_schedules([optax.linear_schedule(0.0, cfg.peak_lr, warmup),
+                                     optax.constant_schedule(cfg.peak_lr)], [warmup])
+    if cfg.kind == "warmup_cosine":
+        return optax.warmup_cosine_decay_schedule(0.0, cfg.peak_lr, warmup, max(total_steps, warmup + 1),
+                                                  cfg.end_lr)
+    if cfg.kind == "wsd":
+        decay = max(1, int(round(cfg.decay_fraction * total_steps)))
+        stable = max(total_steps - warmup - decay, 0)
+        return optax.join_schedules(
+            [optax.linear_schedule(0.0, cfg.peak_lr, max(warmup, 1)), optax.constant_schedule(cfg.peak_lr),
+             optax.linear_schedule(cfg.peak_lr, cfg.end_lr, decay)],
+            [max(warmup, 1), max(warmup, 1) + stable])
+    raise ConfigError(f"schedule.kind={cfg.kind!r}: expected one of warmup_cosine, wsd, constant")
+
+
+def make_optimizer(opt_cfg, schedule_cfg, total_steps: int):
+    """Return (optax transformation, learning-rate schedule) for an experiment."""
+    schedule = build_schedule(schedule_cfg, total_steps)
+    parts = []
+    if opt_cfg.clip_norm > 0:
+        parts.append(optax.clip_by_global_norm(opt_cfg.clip_norm))
+    parts.append(optax.adamw(schedule, b1=opt_cfg.b1, b2=opt_cfg.b2, eps=opt_cfg.eps,
+                             weight_decay=opt_cfg.weight_decay, mask=decay_mask))
+    tx = optax.chain(*parts)
+    if getattr(opt_cfg, "freeze", ""):
+        tx = freeze(tx, opt_cfg.freeze)
+    return tx, schedule
+
+
+def param_path(path) -> str:
+    """'llm/h_0/attn/qkv_kernel' for a pytree key path."""
+    return "/".join(str(getattr(k, "key", getattr(k, "name", k))) for k in path)
+
+
+def freeze(tx, pattern: str):
+    """Parameters whose path matches `pattern` (re.search) get zero updates; the rest get `tx`.
+
+    `optax.multi_transform` with `set_to_zero` for the frozen group: clipping
+    sees only the trained parameters' gradients, frozen ones keep no optimizer
+    moments and stay bit-identical.
+    """
+    regex = re.compile(pattern)  # (validated with the experiment)
+
+    def labels(params):
+        tree = jax.tree_util.tree_map_with_path(
+            lambda path, _: "frozen" if regex.search(param_path(path)) else "trained", params)
+        if set(jax.tree.leaves(tree)) != {"frozen", "trained"}:
+            what = "no" if "frozen" not in jax.tree.leaves(tree) else "every"
+            raise ConfigError(f"optimizer.freeze={pattern!r} matches {what} parameter; paths look like "
+                              f"{param_path(jax.tree_util.tree_leaves_with_path(params)[0][0])!r}")
+        return tree
+
+    inner = optax.multi_transform({"trained": tx, "frozen": optax.set_to_zero()}, labels)
+    seen = {}
+
+    def init(params):
+        if not jax.tree.leaves(params):
+            # optax.tree_map_params' placeholder: its per-parameter mapping cannot
+            # cross the masked groups' MaskedNode leaves, so answer with the real
+            # state's structure holding no placeholder (its arrays stay replicated)
+            if "structure" not in seen:
+                raise ValueError("initialise the optimizer on real parameters before mapping over its state")
+            return jax.tree.unflatten(seen["structure"], [0] * seen["structure"].num_leaves)
+        state = inner.init(params)
+        seen["structure"] = jax.tree.structure(state)
+        return state
+
+    return optax.GradientTransformationExtraArgs(init, inner.update)

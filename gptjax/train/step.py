@@ -1,0 +1,192 @@
+"""Pure training and evaluation steps, and sharded state initialisation.
+
+`train_step(state, batch)` is a module-level pure function of the train state and
+a batch; `compile_steps` wraps it once in `jax.jit` with explicit in/out
+shardings over the mesh and donates the state.
+"""
+from __future__ import annotations
+
+import dataclasses
+import functools
+from typing import Any, Callable
+
+import flax.linen as nn
+import flax.struct
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from gptjax.model.build import build_model
+from gptjax.parallel import mesh as mesh_lib, rules
+
+
+@flax.struct.dataclass
+class TrainState:
+    step: jax.Array
+    params: Any
+    opt_state: Any
+
+
+def cross_entropy(logits_BxLxV, targets_BxL, mask_BxL):
+    """Summed token cross-entropy over the mask, and the number of tokens counted."""
+    losses = optax.softmax_cross_entropy_with_integer_labels(logits_BxLxV, targets_BxL)
+    mask = mask_BxL.astype(jnp.float32)
+    return jnp.sum(losses * mask), jnp.sum(mask)
+
+
+def chunked_cross_entropy(x_BxLxE, w_ExV, targets_BxL, mask_BxL, chunk: int):
+    """`cross_entropy` of logits x @ w computed `chunk` positions at a time.
+
+    A scan over sequence chunks with a rematerialised body: the forward and the
+    backward pass each hold one B x chunk x V block of logits, never B x L x V.
+    The batch axis is untouched, so it stays sharded over the mesh.
+    """
+    b, l, e = x_BxLxE.shape
+    n = -(-l // chunk)
+    pad = n * chunk - l
+    if pad:
+        x_BxLxE = jnp.pad(x_BxLxE, ((0, 0), (0, pad), (0, 0)))
+        targets_BxL = jnp.pad(targets_BxL, ((0, 0), (0, pad)))
+        mask_BxL = jnp.pad(mask_BxL, ((0, 0), (0, pad)))
+    split = lambda a: jnp.swapaxes(a.reshape(b, n, chunk, *a.shape[2:]), 0, 1)  # noqa: E731
+
+    @jax.checkpoint
+    def piece(x_BxCxE, t_BxC, m_BxC):
+        logits = jnp.einsum("bce,ev->bcv", x_BxCxE, w_ExV).astype(jnp.float32)
+        return cross_entropy(logits, t_BxC, m_BxC)
+
+    def body(carry, xs):
+        total, count = piece(*xs)
+        return (carry[0] + total, carry[1] + count), None
+
+    (total, count), _ = jax.lax.scan(body, (jnp.zeros((), jnp.float32), jnp.zeros((), jnp.float32)),
+                                     (split(x_BxLxE), split(targets_BxL), split(mask_BxL)))
+    return total, count
+
+
+def model_cross_entropy(params, batch, model: nn.Module, rngs=None):
+    """Summed loss and token count of `model` on `batch`, through chunked logits when the spec asks."""
+    chunk = getattr(getattr(model, "spec", None), "loss_chunk", 0)
+    if chunk:
+        x, w = model.apply({"params": params}, batch, method="features_from_batch", rngs=rngs)
+        return chunked_cross_entropy(x, w, batch["targets"], batch["loss_mask"], chunk)
+    logits = model.apply({"params": params}, batch, method="from_batch", rngs=rngs)
+    return cross_entropy(logits, batch["targets"], batch["loss_mask"])
+
+
+def loss_fn(params, batch, model: nn.Module, rng):
+    total, count = model_cross_entropy(params, batch, model, {"dropout": rng})
+    return total / jnp.maximum(count, 1.0), count
+
+
+def train_step(state: TrainState, batch, *, model, tx, schedule, seed: int, grad_accum: int):
+    """One optimizer update; with grad_accum > 1 the batch is split into micro-batches."""
+    rng = jax.random.fold_in(jax.random.key(seed), state.step)
+    grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
+    if grad_accum == 1:
+        (loss, _), grads = grad_fn(state.params, batch, model, rng)
+    else:
+        micro = jax.tree.map(lambda x: x.reshape(grad_accum, -1, *x.shape[1:]), batch)
+
+        def body(carry, i_and_mb):
+            i, mb = i_and_mb
+            (l, c), g = grad_fn(state.params, mb, model, jax.random.fold_in(rng, i))
+            # weight each micro-batch by its token count so the result equals the big batch
+            g_sum, l_sum, c_sum = carry
+            return (jax.tree.map(lambda a, b: a + b * c, g_sum, g), l_sum + l * c, c_sum + c), None
+
+        zeros = jax.tree.map(jnp.zeros_like, state.params)
+        (g_sum, l_sum, c_sum), _ = jax.lax.scan(body, (zeros, 0.0, 0.0), (jnp.arange(grad_accum), micro))
+        grads = jax.tree.map(lambda g: g / jnp.maximum(c_sum, 1.0), g_sum)
+        loss = l_sum / jnp.maximum(c_sum, 1.0)
+    grad_norm = optax.global_norm(grads)
+    updates, opt_state = tx.update(grads, state.opt_state, state.params)
+    params = optax.apply_updates(state.params, updates)
+    # a non-finite step leaves parameters and optimizer state as they were; the
+    # host decides whether to stop (train.nonfinite) and names the culprits
+    grads_finite = jax.tree.map(lambda g: jnp.all(jnp.isfinite(g)), grads)
+    finite = jnp.isfinite(loss) & jnp.all(jnp.stack(jax.tree.leaves(grads_finite)))
+    keep = lambda new, old: jax.tree.map(lambda n, o: jnp.where(finite, n, o), new, old)  # noqa: E731
+    metrics = {"loss": loss, "grad_norm": grad_norm, "lr": schedule(state.step), "finite": finite,
+               "grads_finite": grads_finite}
+    return TrainState(step=state.step + 1, params=keep(params, state.params),
+                      opt_state=keep(opt_state, state.opt_state)), metrics
+
+
+def eval_step(params, batch, *, model):
+    return model_cross_entropy(params, batch, model)
+
+
+# ------------------------------------------------------------------ initialisation and compilation
+
+@dataclasses.dataclass
+class Compiled:
+    """The jitted functions of one run and the shardings they were built with."""
+
+    train_step: Callable
+    eval_step: Callable
+    state_sharding: Any
+    batch_sharding: Any
+    abstract_state: Any
+    logical_specs: Any
+    init: Callable
+
+
+def _init_fn(model, rng, example):
+    return model.init({"params": rng}, example, method="from_batch")["params"]
+
+
+def init_example(example_batch):
+    """A one-row stand-in for a batch, enough to create the parameters."""
+    return {k: jnp.zeros((1, *v.shape[1:]), v.dtype) for k, v in example_batch.items()}
+
+
+def make_state_fns(exp, model_spec, tx, mesh, example_batch):
+    """Logical specs, shardings and an init function producing a sharded TrainState."""
+    model = build_model(exp, model_spec)
+    boxed = jax.eval_shape(lambda rng: _init_fn(model, rng, init_example(example_batch)), jax.random.key(0))
+    logical_params = nn.get_partition_spec(boxed)
+
+    def init(rng):
+        params = nn.meta.unbox(_init_fn(model, rng, init_example(example_batch)))
+        return TrainState(step=jnp.zeros((), jnp.int32), params=params, opt_state=tx.init(params))
+
+    abstract = jax.eval_shape(init, jax.random.key(0))
+    # optimizer state mirrors the parameters: moments take their parameter's spec
+    param_sharding = rules.logical_to_sharding(logical_params, mesh)
+    repl = mesh_lib.replicated(mesh)
+    opt_sharding = optax.tree_map_params(tx, lambda _, s: s, abstract.opt_state, param_sharding,
+                                         transform_non_params=lambda _: repl,
+                                         is_leaf=lambda x: isinstance(x, jax.sharding.NamedSharding))
+    state_sharding = TrainState(step=repl, params=param_sharding, opt_state=opt_sharding)
+    abstract = jax.tree.map(lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s),
+                            abstract, state_sharding)
+    return init, state_sharding, abstract, logical_params
+
+
+def compile_steps(exp, model_spec, tx, schedule, mesh, example_batch) -> Compiled:
+    """Jit and compile init, train and eval steps for batches shaped like `example_batch`."""
+    init, state_sharding, abstract, logical = make_state_fns(exp, model_spec, tx, mesh, example_batch)
+    batch_sharding = {k: mesh_lib.batch_sharding(mesh, np.ndim(v)) for k, v in example_batch.items()}
+    train_model = build_model(exp, model_spec, deterministic=model_spec.dropout == 0.0)
+    eval_model = build_model(exp, model_spec)
+    repl = mesh_lib.replicated(mesh)
+    step = jax.jit(functools.partial(train_step, model=train_model, tx=tx, schedule=schedule,
+                                     seed=exp.train.seed, grad_accum=exp.optimizer.grad_accum),
+                   in_shardings=(state_sharding, batch_sharding),
+                   out_shardings=(state_sharding, repl), donate_argnums=(0,))
+    evaluate = jax.jit(functools.partial(eval_step, model=eval_model),
+                       in_shardings=(state_sharding.params, batch_sharding), out_shardings=(repl, repl))
+    init = jax.jit(init, out_shardings=state_sharding)
+    # compile ahead of time under the mesh and logical rules, so activation
+    # constraints take effect and the compile cost is paid (and timed) once
+    abstract_batch = {k: jax.ShapeDtypeStruct((exp.train.batch_size, *np.shape(v)[1:]), np.asarray(v).dtype,
+                                              sharding=batch_sharding[k]) for k, v in example_batch.items()}
+    # (initialisation is traced outside the rules: DenseGeneral initialises flat
+    # kernels, which its logical annotations would not fit)
+    init = init.lower(jax.ShapeDtypeStruct((), jax.random.key(0).dtype)).compile()
+    with rules.activation_rules(mesh):
+        step = step.lower(abstract, abstract_batch).compile()
+        evaluate = evaluate.lower(abstract.params, abstract_batch).compile()
+    return Compiled(step, evaluate, state_sharding, batch_sharding, abstract, logical, init)

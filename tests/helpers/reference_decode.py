@@ -1,0 +1,56 @@
+"""Decoding without a KV cache: the references the cached decoders are tested against.
+
+Each re-runs the whole sequence for every new token, so nothing is cached and
+nothing can go stale; slow, and only for tests.
+"""
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from gptjax.model.decode import sample_logits
+from gptjax.model.multimodal import MultimodalLM
+from gptjax.model.transformer import Transformer
+
+
+def generate_without_cache(params, spec, prompt_BxP, max_new_tokens: int, rng, temperature: float = 1.0,
+                           top_k: int = 0, top_p: float = 1.0):
+    """Reference: rerun the whole sequence for every token (same random stream as `generate`).
+
+    The sequence lives in a fixed max_seq_len buffer; causality makes the unused
+    tail irrelevant, and one compiled forward serves every step.
+    """
+    model = Transformer(spec)
+    b, p = prompt_BxP.shape
+    assert p + max_new_tokens <= spec.max_seq_len, "the reference decodes within one window"
+    forward = jax.jit(lambda buf: model.apply({"params": params}, buf))
+    buf = jnp.zeros((b, spec.max_seq_len), jnp.int32).at[:, :p].set(jnp.asarray(prompt_BxP, jnp.int32))
+    rng = jax.random.fold_in(rng, 0)
+    for i in range(max_new_tokens):
+        logits = forward(buf)[:, p + i - 1]
+        nxt = sample_logits(logits, jax.random.fold_in(rng, i), temperature, top_k, top_p)
+        buf = buf.at[:, p + i].set(nxt)
+    return buf[:, : p + max_new_tokens]
+
+
+def greedy_without_cache(params, spec, media, prompt: dict, n_new: int):
+    """Reference for tests: re-run the whole sequence for every new token (no cache)."""
+    model = MultimodalLM(spec, media)
+    batch = {k: np.asarray(v) for k, v in prompt.items() if k != "prompt_len"}
+    lengths = np.asarray(prompt["prompt_len"])
+    b, p = batch["inputs"].shape
+    width = p + n_new
+    for key in ("inputs", "positions", "segment_ids"):
+        batch[key] = np.pad(batch[key], ((0, 0), (0, n_new)))
+    forward = jax.jit(lambda bt: model.apply({"params": params}, bt, method="from_batch"))
+    out = np.zeros((b, n_new), np.int32)
+    for i in range(n_new):
+        logits = np.asarray(forward(batch))
+        rows = np.arange(b)
+        nxt = logits[rows, lengths - 1 + i].argmax(-1)
+        out[:, i] = nxt
+        # the new token goes right after each row's real tokens (rows' prompts differ in length)
+        batch["inputs"][rows, lengths + i] = nxt
+        batch["positions"][rows, lengths + i] = lengths + i
+        batch["segment_ids"][rows, lengths + i] = 1
+        assert (lengths + i < width).all()
+    return out

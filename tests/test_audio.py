@@ -163,7 +163,7 @@ def test_audio_stem_and_dropout_are_validated():
     with pytest.raises(ConfigError, match="needs model.dropout > 0"):
         bad = apply_overrides(exp, ["media.audio.dropout=0.1"])
         bad.media.validate(bad)
-    with pytest.raises(ConfigError, match=r"dropout=1.5: must be in \[0, 1\)"):
+    with pytest.raises(ConfigError, match=r"dropout=1.5: expected a number in \[0, 1\)"):
         bad = apply_overrides(exp, ["media.audio.dropout=1.5", "model.dropout=0.1"])
         bad.media.validate(bad)
     ok = apply_overrides(exp, ["media.audio.dropout=0.1", "model.dropout=0.1"])

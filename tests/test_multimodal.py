@@ -12,6 +12,7 @@ from gptjax.parallel import mesh as sharding, rules
 from gptjax.config import (AudioEncoderSpec, DigitsData, Experiment, ImageEncoderSpec, MediaSpec, Mesh, ModelSpec,
                            Optimizer, Schedule, Train)
 from gptjax.data.examples import Example, Layout, collate, prompt_batch
+from gptjax.errors import DataError
 from gptjax.data.media_tokenizer import MediaTokenizer
 from gptjax.model.decode import generate_media as generate
 from gptjax.model.multimodal import MultimodalLM, splice, splice_row
@@ -171,8 +172,10 @@ def test_short_caption_training_lowers_the_loss_and_evaluates(tmp_path):
     result = train.run(exp, tmp_path / "run", progress=False)
     losses = [result.losses[s] for s in sorted(result.losses)]
     assert np.mean(losses[-5:]) < 0.5 * np.mean(losses[:5])
-    out = evaluate.run(tmp_path / "run", "caption", limit=20, batch_size=20)
+    out, write = evaluate.run(tmp_path / "run", "caption", limit=20, batch_size=20)
     assert 0.0 <= out["accuracy"] <= 1.0 and out["examples"] == 20
+    assert not (tmp_path / "run" / "eval_caption.json").exists()  # scores first, files when asked
+    write()
     saved = json.loads((tmp_path / "run" / "eval_caption.json").read_text())
     assert saved["accuracy"] == out["accuracy"]
     assert (tmp_path / "run" / "eval_caption.md").read_text().startswith("# caption")
@@ -185,7 +188,7 @@ def test_short_caption_training_lowers_the_loss_and_evaluates(tmp_path):
 
 
 def test_confusion_counts_predictions_per_reference():
-    from gptjax.tasks.media_eval import confusion
+    from gptjax.tasks.metrics import confusion
 
     refs = ["two", "two", "six", "six", "six", "zero"]
     preds = ["two", "six", "six", "sixty", "two", "zero"]

@@ -14,6 +14,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from gptjax.errors import ConfigError
 from gptjax.model.multimodal import MultimodalLM
 from gptjax.model.transformer import Transformer
 
@@ -114,7 +115,10 @@ def generate_media(params, spec, media, prompt: dict, n_new: int, rng=None, temp
 def sample_text(params, spec, tokenizer, prompt: str = "\n", n_tokens: int = 200, num_samples: int = 1,
                 temperature: float = 0.8, top_k: int = 0, top_p: float = 1.0, seed: int = 0) -> list[str]:
     """`num_samples` continuations of `prompt`, decoded by `tokenizer` (prompt included)."""
-    ids = tokenizer.encode(prompt) or [0]
+    try:
+        ids = tokenizer.encode(prompt) or [0]
+    except ValueError as e:
+        raise ConfigError(f"the prompt cannot be encoded by this run's tokenizer: {e}") from None
     prompt_BxP = np.tile(np.asarray(ids, np.int32)[None, -spec.max_seq_len:], (num_samples, 1))
     out = generate(params, spec, prompt_BxP, n_tokens, jax.random.key(seed), temperature, top_k, top_p)
     return [tokenizer.decode(row.tolist()) for row in np.asarray(out)]

@@ -45,8 +45,11 @@ FLOPs conventions (training = forward + backward = 3 x forward), per token
 """
 from __future__ import annotations
 
-import math
+import dataclasses
 from typing import Any, Optional
+
+from gptjax.config import ModelSpec
+from gptjax.config.fields import check_fields
 
 CONVENTIONS = ("6N", "6N+attn", "chinchilla")
 
@@ -54,42 +57,21 @@ CONVENTIONS = ("6N", "6N+attn", "chinchilla")
 # --------------------------------------------------------------------------- #
 # Shapes
 # --------------------------------------------------------------------------- #
-def default_d_ff(flavour: str, d_model: int) -> int:
-    """MLP hidden size when ``d_ff == 0``: 4d (gpt2) or LLaMA's SwiGLU rounding."""
-    if flavour == "gpt2":
-        return 4 * d_model
-    if flavour == "llama":
-        hidden = int(2 * (4 * d_model) / 3)
-        return 256 * math.ceil(hidden / 256)
-    raise ValueError(f"unknown flavour {flavour!r} (expected 'gpt2' or 'llama')")
-
-
 def resolved_shape(spec: Any) -> dict:
-    """The spec's sizes with defaults filled in: adds head_dim, n_kv_head, d_ff."""
-    flavour = spec.flavour
-    if flavour not in ("gpt2", "llama"):
-        raise ValueError(f"unknown flavour {flavour!r} (expected 'gpt2' or 'llama')")
-    d, h = int(spec.d_model), int(spec.n_head)
-    if h <= 0 or d % h:
-        raise ValueError(f"d_model={d} is not divisible by n_head={h}")
-    kv = int(spec.n_kv_head) or h
-    if kv <= 0 or h % kv:
-        raise ValueError(f"n_head={h} is not a multiple of n_kv_head={kv}")
-    d_ff = int(spec.d_ff) or default_d_ff(flavour, d)
-    if int(spec.vocab_size) <= 0:
+    """The spec's sizes with defaults filled in (head_dim, n_kv_head, d_ff) by ModelSpec's own rules."""
+    fields = {f.name for f in dataclasses.fields(ModelSpec)}
+    m = ModelSpec(**{k: v for k, v in vars(spec).items() if k in fields} if not dataclasses.is_dataclass(spec)
+                  else {k: getattr(spec, k) for k in fields if hasattr(spec, k)})
+    check_fields(m, "model")  # ConfigError (a ValueError) for an unknown flavour
+    if m.d_model % m.n_head:
+        raise ValueError(f"d_model={m.d_model} is not divisible by n_head={m.n_head}")
+    if m.n_head % m.kv_heads:
+        raise ValueError(f"n_head={m.n_head} is not a multiple of n_kv_head={m.kv_heads}")
+    if m.vocab_size <= 0:
         raise ValueError("vocab_size must be set (> 0) to count parameters or FLOPs")
-    return dict(
-        flavour=flavour,
-        n_layer=int(spec.n_layer),
-        n_head=h,
-        n_kv_head=kv,
-        head_dim=d // h,
-        d_model=d,
-        d_ff=d_ff,
-        vocab_size=int(spec.vocab_size),
-        max_seq_len=int(spec.max_seq_len),
-        tie_embeddings=bool(spec.tie_embeddings),
-    )
+    return dict(flavour=m.flavour, n_layer=m.n_layer, n_head=m.n_head, n_kv_head=m.kv_heads, head_dim=m.head_dim,
+                d_model=m.d_model, d_ff=m.ff_dim, vocab_size=m.vocab_size, max_seq_len=m.max_seq_len,
+                tie_embeddings=m.tie_embeddings, bias=m.bias)
 
 
 # --------------------------------------------------------------------------- #
@@ -109,7 +91,7 @@ def param_counts(spec: Any) -> dict:
 
     attn = d * (q_dim + 2 * kv_dim) + q_dim * d
     if gpt2:
-        bias = bool(getattr(spec, "bias", True))  # nanoGPT's bias=False drops all of them
+        bias = s["bias"]  # nanoGPT's bias=False drops all of them
         attn += bias * ((q_dim + 2 * kv_dim) + d)  # qkv and output biases
         mlp = 2 * d * F + bias * (F + d)  # fc + proj weights, their biases
         norms = 2 * (1 + bias) * d  # two LayerNorms (weight [+ bias])

@@ -140,10 +140,3 @@ def initialize(coordinator: str = "", num_processes: int = 0, process_id: int = 
     log.info("jax.distributed (%s): process %d of %d, %d local / %d global devices", mode,
              jax.process_index(), jax.process_count(), jax.local_device_count(), jax.device_count())
     return True
-
-
-def is_primary() -> bool:
-    """Process 0 writes logs, metrics and run files; every process writes its checkpoint shards."""
-    import jax
-
-    return jax.process_index() == 0

@@ -120,11 +120,14 @@ class Guards:
         self.nonfinite = NonFinitePolicy(train_cfg.nonfinite, train_cfg.max_skips, last_checkpoint)
         self.spikes = SpikeDetector(train_cfg.spike_sigmas)
 
-    def observe(self, step: int, metrics) -> bool:
-        """Apply the policies to one step's metrics; True when its loss is a spike."""
+    def spike(self, step: int, metrics) -> bool:
+        """Whether this step's loss is a spike (logged as a warning)."""
         loss = float(metrics["loss"])
         spike = self.spikes.observe(loss)
         if spike:
             log.warning("loss spike at step %d: %.4f (running mean %.4f)", step, loss, self.spikes.mean)
-        self.nonfinite.observe(step, metrics)
         return spike
+
+    def check(self, step: int, metrics) -> None:
+        """Apply the non-finite policy (after the step's metrics are written: the report points at them)."""
+        self.nonfinite.observe(step, metrics)

@@ -296,7 +296,7 @@ def scaling_fits(root: pathlib.Path, rows: list[dict], params_col: str = "params
     """Fit L = E + A / x^alpha in N (params_col) and C (flops) over done runs; plot both."""
     import numpy as np
 
-    from gptjax.science import scaling
+    from gptjax.science.power_law import fit_power
 
     if params_col not in ("params", "params_non_embedding"):
         raise ConfigError(f"--params_col {params_col!r}: expected params or params_non_embedding")
@@ -308,7 +308,7 @@ def scaling_fits(root: pathlib.Path, rows: list[dict], params_col: str = "params
     for var, col, label in (("N", params_col, f"parameters N ({params_col})"),
                             ("C", "flops", f"training FLOPs C ({usable[0]['flops_convention']})")):
         x = np.array([float(r[col]) for r in usable])
-        fit = scaling.fit_power(x, loss, variable=var, bootstrap=bootstrap, seed=seed)
+        fit = fit_power(x, loss, variable=var, bootstrap=bootstrap, seed=seed)
         out = root / f"scaling_{var}.png"
         _plot_power(out, fit, x, loss, label)
         p = fit.to_dict()["params"]

@@ -8,6 +8,7 @@ import sys
 import numpy as np
 import pytest
 
+from gptjax.errors import DataError
 from gptjax.science import chinchilla, isoflop, power_law
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -260,3 +261,56 @@ def test_cli_bad_input_exits_2_and_writes_nothing(sweep_csv, tmp_path):
     proc = run_cli("isoflop", "--csv", one_budget, "--plot", png)
     assert proc.returncode == 2 and not png.exists() and proc.stdout == ""
     assert "at least 2 compute budgets" in proc.stderr
+
+
+@pytest.mark.parametrize("form, rows, words", [
+    ("power_n", [{"params": 1e8, "loss": 3.0 - 0.1 * i} for i in range(8)], "only 1 distinct value(s) of N"),
+    ("power_c", [{"flops": 1e18 * (1 + i % 2), "loss": 3.0 - 0.1 * i} for i in range(8)],
+     "only 2 distinct value(s) of C"),
+    ("power_n", [{"params": 1e7 * 2 ** i, "loss": 2.5} for i in range(8)], "the loss is the same (2.5)"),
+    ("chinchilla", [{"params": 1e7 * 2 ** i, "tokens": 1e9, "loss": 3.0 - 0.1 * i} for i in range(8)],
+     "only 1 distinct value(s) of D"),
+])
+def test_cli_refuses_a_fit_the_data_cannot_identify(tmp_path, form, rows, words):
+    path = tmp_path / "runs.csv"
+    write_csv(path, rows, list(rows[0]))
+    png = tmp_path / "fit.png"
+    proc = run_cli("fit", "--csv", path, "--form", form, "--bootstrap", "5", "--plot", png)
+    assert proc.returncode == 2 and proc.stdout == "" and not png.exists()
+    msg = proc.stderr.strip()
+    assert "\n" not in msg and "not identifiable" in msg and words in msg
+    assert "3 or more distinct values" in msg and "losses that differ" in msg  # what the data needs
+
+
+def test_identifiability_is_checked_by_the_fits_themselves():
+    x = np.array([1e7, 1e7, 1e9, 1e9, 1e9])
+    with pytest.raises(DataError, match="not identifiable"):
+        power_law.fit_power(x, 2.0 + 10 / x ** 0.3)
+    N, D, loss = synthetic_grid(4, 0.0, seed=0)
+    with pytest.raises(DataError, match="the loss is the same"):
+        chinchilla.fit_chinchilla(N, D, np.full_like(loss, 3.0))
+    fit = power_law.fit_power(np.array([1e7, 1e8, 1e9, 1e9]), 2.0 + 10 / np.array([1e7, 1e8, 1e9, 1e9]) ** 0.3)
+    assert fit.alpha == pytest.approx(0.3, abs=1e-3)  # three distinct x values are enough
+
+
+@pytest.mark.parametrize("plot, words", [
+    ("{tmp}", "is a folder"),
+    ("{tmp}/fit.txt", "ending in .png"),
+    ("{tmp}/fit", "ending in .png"),
+    ("{tmp}/missing/fit.png", "does not exist"),
+])
+def test_cli_refuses_a_plot_that_is_not_a_png_file(sweep_csv, tmp_path, plot, words):
+    plot = plot.format(tmp=tmp_path / "out")
+    (tmp_path / "out").mkdir()
+    proc = run_cli("fit", "--csv", sweep_csv, "--form", "power_n", "--bootstrap", "0", "--plot", plot)
+    assert proc.returncode == 2 and proc.stdout == ""
+    assert proc.stderr.strip() == proc.stderr.strip().splitlines()[0] and "--plot" in proc.stderr
+    assert words in proc.stderr
+    assert list((tmp_path / "out").iterdir()) == [] and not (tmp_path / "out.png").exists()
+
+
+def test_cli_bad_flags_exit_2_naming_the_flag(sweep_csv):
+    proc = run_cli("fit", "--csv", sweep_csv, "--form", "power_n", "--ci", "1.5")
+    assert proc.returncode == 2 and proc.stdout == "" and "--ci=1.5" in proc.stderr
+    proc = run_cli("isoflop", "--csv", sweep_csv, "--bucket-rtol", "-1")
+    assert proc.returncode == 2 and "--bucket-rtol=-1" in proc.stderr

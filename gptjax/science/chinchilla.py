@@ -51,7 +51,6 @@ class ChinchillaFit(ParametricFit):
         return out
 
 
-
 def _grid_rows(grid: Mapping[str, Sequence[float]]) -> np.ndarray:
     a, alpha, b, beta, e = np.meshgrid(grid["a"], grid["alpha"], grid["b"], grid["beta"],
                                        grid["e"], indexing="ij")

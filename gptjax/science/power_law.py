@@ -28,7 +28,6 @@ class PowerLawFit(ParametricFit):
         return p["E"] + p["A"] / np.asarray(x, dtype=float) ** p["alpha"]
 
 
-
 def _power_grid(x: np.ndarray, loss: np.ndarray) -> np.ndarray:
     """Data-adapted starts: each (alpha, E) passes through the median point."""
     alphas = np.array([0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 1.5, 2.0])

@@ -4,183 +4,28 @@
       --project my-project --experiment experiments/gpt2_124m.py --workdir gs://my-bucket/runs/gpt2 \\
       --set train.steps=1000 --spot [--dry_run]
 
-Steps, each a gcloud command (`--dry_run` prints them, one per line, shell-quoted):
-1. `tpu-vm describe` the slice; `tpu-vm create` it when it does not exist;
-2. pack this checkout (files git tracks or would track; else the tree minus
-   .venv, runs, caches) and `tpu-vm scp --worker=all` it to ~/gptjax;
-3. on every worker: unpack, make a Python 3.11 venv with uv, and install
-   requirements.txt plus jax[tpu] at the version requirements.txt pins;
-4. on every worker: `scripts/train.py EXPERIMENT --workdir ... --coordinator auto`
-   (JAX finds the other workers from the TPU metadata; process 0 logs).
-
-A gs:// workdir is mounted with gcsfuse at the same path on every worker, so that
-all of them see one folder: Orbax writes every worker's checkpoint shards there.
-A local workdir is fine on a one-host slice; on a multi-host slice it must be a
-filesystem all workers share. Re-running the command resumes from the newest
-checkpoint; `--spot` slices that were preempted are re-created by re-running it.
+Every flag is checked before any VM exists (a bad one exits 2 and creates nothing);
+`--dry_run` prints the gcloud commands, one per line. Re-running the command
+resumes from the newest checkpoint. The steps, and what a gs:// workdir means,
+are described in gptjax/parallel/tpu_vm.py, which does the work.
 """
-from __future__ import annotations
-
 import argparse
-import os
-import pathlib
-import re
-import shlex
-import subprocess
 import sys
-import tarfile
-import tempfile
 
-import _bootstrap  # noqa: F401
+import _bootstrap
 
 from gptjax.cli import main_guard
-from gptjax.config import resolve_experiment
-from gptjax.errors import ConfigError
-
-ROOT = _bootstrap.ROOT
-REMOTE_DIR = "~/gptjax"
-REMOTE_VENV = "~/gptjax-venv"
-PYTHON_VERSION = "3.11"
-GCS_MOUNT_ROOT = "/tmp/gcs"
-EXCLUDE = {".git", ".venv", "runs", "__pycache__", ".pytest_cache", "node_modules", ".mypy_cache"}
-
-# TPU VM software versions (gcloud --version), per generation
-RUNTIME = {"v2": "tpu-ubuntu2204-base", "v3": "tpu-ubuntu2204-base", "v4": "tpu-ubuntu2204-base",
-           "v5litepod": "v2-alpha-tpuv5-lite", "v5p": "v2-alpha-tpuv5",
-           "v6e": "v2-alpha-tpuv6e"}
-
-
-def parse_accelerator(accelerator_type: str) -> tuple[str, int, int, int]:
-    """(generation, size, JAX devices, hosts) of an accelerator type such as v5p-16.
-
-    The suffix counts TensorCores on v2-v4 and v5p (two per chip on v4/v5p, one
-    JAX device per chip there; one device per core on v2/v3) and chips on
-    v5e/v6e. A host holds 4 chips (v4, v5p, multi-host v5e/v6e) or 8 cores (v2/v3).
-    """
-    m = re.fullmatch(r"(v2|v3|v4|v5p|v5litepod|v6e)-(\d+)", accelerator_type)
-    if not m:
-        raise ConfigError(f"--accelerator_type={accelerator_type!r}: expected GENERATION-SIZE, e.g. "
-                          f"v5p-16, v4-32, v5litepod-8, v6e-16, v3-8 (generations: {', '.join(RUNTIME)})")
-    gen, size = m[1], int(m[2])
-    if gen in ("v2", "v3"):
-        devices, hosts = size, max(1, size // 8)
-    elif gen in ("v4", "v5p"):
-        devices, hosts = size // 2, max(1, size // 8)
-    else:  # v5e (v5litepod) / v6e count chips; up to 8 on one host, 4 per host beyond
-        devices, hosts = size, 1 if size <= 8 else size // 4
-    if devices < 1:
-        raise ConfigError(f"--accelerator_type={accelerator_type!r}: too small (no whole chip)")
-    return gen, size, devices, hosts
-
-
-def pinned_jax_version() -> str:
-    text = (ROOT / "requirements.txt").read_text()
-    m = re.search(r"^jax==([\w.]+)", text, re.M)
-    if not m:
-        raise ConfigError("requirements.txt does not pin jax (a line jax==X.Y.Z); the TPU install needs it")
-    return m[1]
-
-
-def repo_files() -> list[pathlib.Path]:
-    """Files to ship: what git tracks or would track; without git, the tree minus EXCLUDE."""
-    try:
-        out = subprocess.run(["git", "ls-files", "-co", "--exclude-standard", "-z"], cwd=ROOT,
-                             capture_output=True, text=True, check=True).stdout
-        files = [ROOT / f for f in out.split("\0") if f]
-    except (OSError, subprocess.CalledProcessError):
-        files = [p for p in ROOT.rglob("*") if p.is_file() and not EXCLUDE & set(p.relative_to(ROOT).parts)]
-    return [f for f in files if f.is_file() and not EXCLUDE & set(f.relative_to(ROOT).parts)]
-
-
-def pack(path: pathlib.Path) -> None:
-    with tarfile.open(path, "w:gz") as tar:
-        for f in repo_files():
-            tar.add(f, arcname=str(f.relative_to(ROOT)))
-
-
-def quote(cmd: list[str]) -> str:
-    return " ".join(shlex.quote(c) for c in cmd)
-
-
-class Plan:
-    """The gcloud commands of one launch."""
-
-    def __init__(self, args, hosts: int):
-        self.a, self.hosts = args, hosts
-
-    def _base(self, verb: str) -> list[str]:
-        cmd = ["gcloud", "compute", "tpus", "tpu-vm", verb, self.a.name, f"--zone={self.a.zone}"]
-        return cmd + ([f"--project={self.a.project}"] if self.a.project else [])
-
-    def describe(self) -> list[str]:
-        return self._base("describe") + ["--format=value(state)"]
-
-    def create(self) -> list[str]:
-        cmd = self._base("create") + [f"--accelerator-type={self.a.accelerator_type}",
-                                      f"--version={self.a.version}"]
-        return cmd + (["--spot"] if self.a.spot else []) + (["--preemptible"] if self.a.preemptible else [])
-
-    def ssh(self, command: str) -> list[str]:
-        return self._base("ssh") + ["--worker=all", f"--command={command}"]
-
-    def scp(self, local: str, remote: str) -> list[str]:
-        cmd = ["gcloud", "compute", "tpus", "tpu-vm", "scp", local, f"{self.a.name}:{remote}",
-               f"--zone={self.a.zone}", "--worker=all"]
-        return cmd + ([f"--project={self.a.project}"] if self.a.project else [])
-
-    def setup_command(self, jax_version: str) -> str:
-        """Unpack, Python venv, requirements + jax[tpu]; and gcsfuse when the workdir is on GCS."""
-        # unpack over the old copy (never delete it: a relative workdir lives inside)
-        steps = [f"mkdir -p {REMOTE_DIR} && tar -xzf ~/gptjax.tar.gz -C {REMOTE_DIR}",
-                 # uv brings its own Python 3.11 where the image has another version
-                 "command -v ~/.local/bin/uv >/dev/null || curl -LsSf https://astral.sh/uv/install.sh | sh",
-                 f"~/.local/bin/uv venv --allow-existing --python {PYTHON_VERSION} {REMOTE_VENV}",
-                 f"~/.local/bin/uv pip install --python {REMOTE_VENV}/bin/python "
-                 f"-r {REMOTE_DIR}/requirements.txt {shlex.quote(f'jax[tpu]=={jax_version}')}"]
-        bucket = gcs_bucket(self.a.workdir)
-        if bucket:
-            mount = f"{GCS_MOUNT_ROOT}/{bucket}"
-            steps += ["command -v gcsfuse >/dev/null || { "
-                      "echo \"deb https://packages.cloud.google.com/apt gcsfuse-$(lsb_release -c -s) main\" "
-                      "| sudo tee /etc/apt/sources.list.d/gcsfuse.list >/dev/null && "
-                      "curl -fsSL https://packages.cloud.google.com/apt/doc/apt-key.gpg "
-                      "| sudo tee /etc/apt/trusted.gpg.d/gcsfuse.asc >/dev/null && "
-                      "sudo apt-get update -qq && sudo apt-get install -y -qq gcsfuse; }",
-                      f"mkdir -p {mount}",
-                      f"mountpoint -q {mount} || gcsfuse --implicit-dirs {shlex.quote(bucket)} {mount}"]
-        return "; ".join(["set -eo pipefail"] + steps)
-
-    def train_command(self) -> str:
-        cmd = ["scripts/train.py", self.a.experiment, "--workdir", local_workdir(self.a.workdir),
-               "--no_progress", "--coordinator", "auto"]
-        cmd += [a for o in self.a.overrides for a in ("--set", o)]
-        # the venv path stays unquoted so that the worker's shell expands ~
-        python = f"PYTHONUNBUFFERED=1 {REMOTE_VENV}/bin/python {quote(cmd)}"
-        if self.a.detach:  # survives a dropped ssh connection; follow with tail -f ~/gptjax/train.log
-            return f"cd {REMOTE_DIR} && (nohup {python} > train.log 2>&1 &)"
-        return f"cd {REMOTE_DIR} && {python}"
-
-
-def gcs_bucket(workdir: str) -> str:
-    m = re.fullmatch(r"gs://([a-z0-9][\w.-]*)(/.*)?", workdir)
-    if workdir.startswith("gs://") and not m:
-        raise ConfigError(f"--workdir={workdir!r}: expected gs://BUCKET/path")
-    return m[1] if m else ""
-
-
-def local_workdir(workdir: str) -> str:
-    """The path train.py sees: gs://BUCKET/p becomes the gcsfuse mount /tmp/gcs/BUCKET/p."""
-    bucket = gcs_bucket(workdir)
-    return f"{GCS_MOUNT_ROOT}/{bucket}{workdir[len('gs://') + len(bucket):]}" if bucket else workdir
+from gptjax.parallel import tpu_vm
 
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--name", required=True, help="TPU VM name (reused when it exists)")
+    p.add_argument("--name", required=True, help="TPU VM name (reused when it exists): lowercase letter first, "
+                   "then lowercase letters, digits, hyphens; at most 63 characters")
     p.add_argument("--zone", required=True, help="e.g. us-east5-a (where your TPU quota is)")
     p.add_argument("--accelerator_type", required=True, help="e.g. v5p-16, v4-32, v5litepod-8, v6e-16")
     p.add_argument("--version", default="", help="TPU software version (default: per generation, "
-                   + ", ".join(f"{k}: {v}" for k, v in RUNTIME.items()) + ")")
+                   + ", ".join(f"{k}: {v}" for k, v in tpu_vm.RUNTIME.items()) + ")")
     p.add_argument("--project", default="", help="GCP project (default: gcloud's configured project)")
     p.add_argument("--experiment", required=True, help="an experiment file inside this checkout")
     p.add_argument("--workdir", required=True, help="gs://BUCKET/path (mounted on every worker) or a path "
@@ -196,63 +41,10 @@ def parse_args(argv=None):
     return p.parse_args(argv)
 
 
-def check(args) -> tuple[int, int]:
-    """Validate everything locally, before any VM exists: accelerator, experiment, overrides, mesh."""
-    from types import SimpleNamespace
-
-    from gptjax.parallel.mesh import check_divisible, mesh_shape
-
-    gen, _, devices, hosts = parse_accelerator(args.accelerator_type)
-    args.version = args.version or RUNTIME[gen]
-    exp_path = pathlib.Path(args.experiment).resolve()
-    if not exp_path.is_relative_to(ROOT):
-        raise ConfigError(f"--experiment {args.experiment}: must be a file inside this checkout ({ROOT.name}/), "
-                          "which is what gets copied to the workers")
-    args.experiment = str(exp_path.relative_to(ROOT))
-    exp = resolve_experiment(exp_path, args.overrides)
-    sizes = mesh_shape(exp.mesh, devices)
-    check_divisible(exp, SimpleNamespace(shape=dict(zip(("data", "fsdp", "tensor"), sizes))))
-    gcs_bucket(args.workdir)
-    if hosts > 1 and not args.workdir.startswith("gs://"):
-        print(f"warning: {args.accelerator_type} has {hosts} hosts; --workdir {args.workdir} must be a "
-              "filesystem all of them share (else use gs://)", file=sys.stderr)
-    return devices, hosts
-
-
-def run_cmd(cmd: list[str], check_rc: bool = True) -> int:
-    print("+ " + quote(cmd), file=sys.stderr, flush=True)
-    rc = subprocess.run(cmd).returncode
-    if check_rc and rc:
-        raise SystemExit(f"command failed (exit {rc}): {quote(cmd)}")
-    return rc
-
-
 @main_guard
-def main(argv=None):
-    args = parse_args(argv)
-    devices, hosts = check(args)
-    plan = Plan(args, hosts)
-    setup = plan.setup_command(pinned_jax_version())
-    if args.dry_run:
-        tarball = "gptjax.tar.gz"  # a temporary file when run for real
-        print(f"# {args.accelerator_type}: {devices} JAX devices on {hosts} host(s); the code is packed "
-              f"from {ROOT.name}/ into {tarball} ({len(repo_files())} files)", file=sys.stderr)
-        for cmd in [plan.describe(), plan.create()] + ([] if args.skip_setup else [
-                plan.scp(tarball, "~/gptjax.tar.gz"), plan.ssh(setup)]) + [plan.ssh(plan.train_command())]:
-            print(quote(cmd))
-        return
-    if subprocess.run(plan.describe(), capture_output=True).returncode != 0:
-        run_cmd(plan.create())
-    else:
-        print(f"reusing TPU VM {args.name}", file=sys.stderr)
-    if not args.skip_setup:
-        with tempfile.TemporaryDirectory() as tmp:
-            tarball = os.path.join(tmp, "gptjax.tar.gz")
-            pack(pathlib.Path(tarball))
-            run_cmd(plan.scp(tarball, "~/gptjax.tar.gz"))
-        run_cmd(plan.ssh(setup))
-    raise SystemExit(run_cmd(plan.ssh(plan.train_command()), check_rc=False))
+def main(argv=None) -> int:
+    return tpu_vm.launch(parse_args(argv), root=_bootstrap.ROOT)
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

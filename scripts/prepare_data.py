@@ -4,19 +4,20 @@
   python scripts/prepare_data.py --dataset tinyshakespeare [--files GLOB] [--data_dir DIR]
   python scripts/prepare_data.py --train_sentencepiece --vocab_size 4096 --out PREFIX \\
       [--dataset tinyshakespeare | --files GLOB] [--model_type bpe|unigram]
+
+A dataset already built is reused, after reading back every record: a damaged
+one exits 2 naming the folder to delete. The work is done by gptjax/data/prepare.py.
 """
 import argparse
-import logging
-import pathlib
 import sys
 
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
+import _bootstrap  # noqa: F401
 
-from gptjax.data import corpora, text_builder, tokenizers  # noqa: E402
-from gptjax.data.corpora import DataError  # noqa: E402
+from gptjax.cli import main_guard
+from gptjax.data import prepare
 
 
-def main(argv=None) -> int:
+def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--dataset", default="tinyshakespeare",
                    help="corpus name: tinyshakespeare, or a name for --files")
@@ -32,40 +33,12 @@ def main(argv=None) -> int:
     p.add_argument("--vocab_size", type=int, default=4096)
     p.add_argument("--model_type", choices=("bpe", "unigram"), default="bpe")
     p.add_argument("--out", default="", help="output prefix of the SentencePiece model")
-    args = p.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
-    for noisy in ("absl",):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
-    try:
-        if args.train_sentencepiece:
-            return _train_sp(args)
-        builder = text_builder.prepare_text_dataset(
-            args.dataset, files=args.files, data_dir=args.data_dir, val_fraction=args.val_fraction,
-            split_by=args.split_by, chunk_chars=args.chunk_chars)
-    except (DataError, OSError, RuntimeError) as e:  # RuntimeError: sentencepiece trainer
-        print(f"prepare_data: error: {e}", file=sys.stderr)
-        return 2
-    meta = dict(builder.info.metadata)
-    print(f"dataset: {text_builder.BUILDER_NAME}/{builder.builder_config.name}  "
-          f"source: {meta.get('source')}")
-    for name, split in sorted(builder.info.splits.items()):
-        chars = meta.get("num_chars", {}).get(name, "?")
-        print(f"  {name:<11} {split.num_examples:>7} records  {chars:>9} chars")
-    print(f"path: {builder.data_path}")
-    return 0
+    return p.parse_args(argv)
 
 
-def _train_sp(args) -> int:
-    if not args.out:
-        raise DataError("--train_sentencepiece needs --out PREFIX (writes PREFIX.model)")
-    if args.vocab_size < 2:
-        raise DataError(f"--vocab_size must be >= 2, got {args.vocab_size}")
-    corpus = corpora.load_corpus(args.dataset, args.files)
-    tok = tokenizers.train_sentencepiece(list(corpus.documents), args.out, args.vocab_size,
-                                         args.model_type)
-    print(f"sentencepiece {args.model_type}: vocab {tok.vocab_size}, trained on {corpus.source}"
-          f" ({corpus.num_chars} chars) -> {args.out}.model")
-    return 0
+@main_guard
+def main(argv=None) -> int:
+    return prepare.run(parse_args(argv))
 
 
 if __name__ == "__main__":

@@ -131,6 +131,7 @@ def test_local_dry_run_prints_train_commands(tmp_path):
     assert result.returncode == 0, result.stderr
     commands = [line for line in result.stdout.splitlines() if "scripts/train.py" in line]
     assert len(commands) == 6
+    assert all(f" {ROOT / 'scripts' / 'train.py'} " in c for c in commands)  # this checkout's entry point
     assert f"--workdir {root}/d_model=24,seed=2 " in commands[-1]
     assert commands[-1].rstrip().endswith("--set model.d_model=24 --set train.seed=2")
     assert "model.d_model=16" not in commands[-1]  # a swept value replaces the fixed one
@@ -158,6 +159,7 @@ def test_slurm_dry_run_prints_a_job_array(tmp_path):
     assert result.returncode == 0, result.stderr
     out = result.stdout
     assert "#SBATCH --array=0-5%3" in out
+    assert f"\ncd {ROOT}\n" in out  # runs start in the checkout, as local ones do
     for i, name in enumerate(["d_model=16,seed=0", "d_model=16,seed=1", "d_model=16,seed=2",
                               "d_model=24,seed=0", "d_model=24,seed=1", "d_model=24,seed=2"]):
         line = next(x for x in out.splitlines() if x.startswith(f"  {i}) run "))

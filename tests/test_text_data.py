@@ -192,7 +192,7 @@ def test_prepare_data_cli(tmp_path):
     bad = subprocess.run([sys.executable, str(script), "--dataset", "nope"],
                          capture_output=True, text=True, env=env)
     assert bad.returncode == 2
-    assert bad.stderr.strip().splitlines()[-1].startswith("prepare_data: error: unknown corpus")
+    assert bad.stderr.strip().splitlines()[-1].startswith("error: unknown corpus")
 
 
 def test_chunk_lines_restores_text():

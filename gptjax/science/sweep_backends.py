@@ -1,11 +1,12 @@
 """Where sweep runs execute: local subprocesses, a Slurm job array, or TPU VMs.
 
 Every run has its own folder ``ROOT/<name>/`` (train.py's workdir). The local
-backend runs ``scripts/train.py`` K at a time, appends its output to
+backend runs the train command K at a time, appends its output to
 ``train.log``, records each attempt (pid, start, end, exit status) in
 ``sweep_run.json`` and writes ``DONE`` after a clean exit that reached the final
 step. Slurm and TPU-VM backends hand the same runs to the existing schedulers
-and never manage machines themselves.
+and never manage machines themselves. Which programs run, and in which folder,
+is the caller's to say (gptjax/science/sweep_runner.py names them once).
 """
 from __future__ import annotations
 
@@ -22,11 +23,9 @@ import subprocess
 import sys
 import time
 
+from gptjax import atomic
 from gptjax.train.metrics import read_metrics
 
-ROOT = pathlib.Path(__file__).resolve().parents[1]
-TRAIN_SCRIPT = ROOT / "scripts" / "train.py"
-TPU_LAUNCHER = ROOT / "scripts" / "launch_tpu_vm.py"
 RECORD = "sweep_run.json"  # attempts of the local backend
 DONE = "DONE"  # written after a successful run
 FAILED = "FAILED"  # slurm: exit status of the last failed attempt
@@ -52,21 +51,14 @@ def compile_cache_env(root: pathlib.Path) -> dict:
     return {"JAX_COMPILATION_CACHE_DIR": str(root / ".jax_cache")}
 
 
-def train_command(base, workdir, overrides) -> list[str]:
-    cmd = [sys.executable, str(TRAIN_SCRIPT), str(base), "--workdir", str(workdir), "--no_progress"]
+def train_command(train_script, base, workdir, overrides) -> list[str]:
+    cmd = [sys.executable, str(train_script), str(base), "--workdir", str(workdir), "--no_progress"]
     for item in overrides:
         cmd += ["--set", item]
     return cmd
 
 
 # ---------------------------------------------------------------- run folder state
-
-def write_json(path: pathlib.Path, data) -> None:
-    """Write via a temp file + rename so readers never see half a file."""
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_text(json.dumps(data, indent=1) + "\n")
-    os.replace(tmp, path)
-
 
 def read_json(path: pathlib.Path, default=None):
     try:
@@ -104,8 +96,8 @@ def running_elsewhere(workdir) -> int | None:
     return attempts[-1]["pid"] if attempts and attempt_alive(attempts[-1]) else None
 
 
-def log_tail(workdir, n: int = 15) -> list[str]:
-    path = pathlib.Path(workdir) / LOG
+def log_tail(workdir, n: int = 15, name: str = LOG) -> list[str]:
+    path = pathlib.Path(workdir) / name
     if not path.exists():
         return []
     return path.read_text(errors="replace").splitlines()[-n:]
@@ -132,7 +124,7 @@ class Outcome:
 class _Attempt:
     """A started subprocess with its log file and its record in sweep_run.json."""
 
-    def __init__(self, job: Job, log_name: str, env: dict, launch_only: bool):
+    def __init__(self, job: Job, log_name: str, env: dict, launch_only: bool, cwd):
         self.job = job
         job.workdir.mkdir(parents=True, exist_ok=True)
         self.record_path = job.workdir / RECORD
@@ -146,17 +138,17 @@ class _Attempt:
         env = {**os.environ, "PYTHONUNBUFFERED": "1", **env}
         self.start = time.time()
         self.proc = subprocess.Popen(job.command, stdout=self.log, stderr=subprocess.STDOUT,
-                                     stdin=subprocess.DEVNULL, cwd=ROOT, env=env)
+                                     stdin=subprocess.DEVNULL, cwd=cwd, env=env)
         self.record["attempts"].append({"start": self.start, "end": None, "returncode": None,
                                         "pid": self.proc.pid, "host": socket.gethostname()})
-        write_json(self.record_path, self.record)
+        atomic.write_json(self.record_path, self.record)
 
     def finish(self, mark_done: bool) -> Outcome:
         rc = self.proc.wait()
         self.log.close()
         end = time.time()
         self.record["attempts"][-1].update(end=end, returncode=rc)
-        write_json(self.record_path, self.record)
+        atomic.write_json(self.record_path, self.record)
         job = self.job
         if rc != 0:
             return Outcome(job.name, False, describe_exit(rc))
@@ -164,14 +156,15 @@ class _Attempt:
             return Outcome(job.name, True, f"exit status 0 after {end - self.start:.0f}s")
         if not final_eval_seen(job.workdir, job.target_steps):
             return Outcome(job.name, False, f"exit status 0 but no eval at the final step {job.target_steps}")
-        write_json(job.workdir / DONE, {"finished": time.strftime("%Y-%m-%d %H:%M:%S"),
+        atomic.write_json(job.workdir / DONE, {"finished": time.strftime("%Y-%m-%d %H:%M:%S"),
                                         "wall_s": end - self.start})
         return Outcome(job.name, True, f"done in {end - self.start:.0f}s")
 
 
 def run_pool(jobs: list[Job], parallel: int, *, log_name: str = LOG, mark_done: bool = True,
-             stagger: bool = True, env: dict | None = None, poll_s: float = 0.2, say=print) -> list[Outcome]:
-    """Run jobs as subprocesses, `parallel` at a time; one failing never stops the others.
+             stagger: bool = True, env: dict | None = None, cwd=None, poll_s: float = 0.2,
+             say=print) -> list[Outcome]:
+    """Run jobs as subprocesses in `cwd`, `parallel` at a time; one failing never stops the others.
 
     With `stagger`, the first job runs alone until its workdir has config.json
     (its data is prepared), so parallel runs never build the same dataset cache at once.
@@ -184,7 +177,7 @@ def run_pool(jobs: list[Job], parallel: int, *, log_name: str = LOG, mark_done: 
             holding = (stagger and first is not None and first.proc.poll() is None
                        and not (first.job.workdir / "config.json").exists())
             while queue and len(running) < parallel and not holding:
-                attempt = _Attempt(queue.pop(0), log_name, env or {}, launch_only=not mark_done)
+                attempt = _Attempt(queue.pop(0), log_name, env or {}, launch_only=not mark_done, cwd=cwd)
                 say(f"started  {attempt.job.name} (pid {attempt.proc.pid})")
                 running.append(attempt)
                 if first is None:
@@ -212,15 +205,16 @@ def run_pool(jobs: list[Job], parallel: int, *, log_name: str = LOG, mark_done: 
 
 # ---------------------------------------------------------------- slurm
 
-def slurm_script(jobs: list[Job], parallel: int, root: pathlib.Path, sweep_name: str, options: dict) -> str:
-    """An sbatch job-array script: array index i runs jobs[i] and marks DONE or FAILED."""
+def slurm_script(jobs: list[Job], parallel: int, root: pathlib.Path, sweep_name: str, options: dict,
+                 cwd: pathlib.Path) -> str:
+    """An sbatch job-array script: array index i runs jobs[i] in `cwd` and marks DONE or FAILED."""
     lines = ["#!/bin/bash",
              f"# gptjax sweep {sweep_name}: {len(jobs)} runs, one per array index (written by scripts/sweep.py)",
              f"#SBATCH --job-name={sweep_name}",
              f"#SBATCH --array=0-{len(jobs) - 1}%{parallel}",
              f"#SBATCH --output={root}/slurm-%A_%a.out"]
     lines += [f"#SBATCH --{k}={v}" for k, v in options.items()]
-    lines += ["set -u", f"cd {shlex.quote(str(ROOT))}", "export PYTHONUNBUFFERED=1", "",
+    lines += ["set -u", f"cd {shlex.quote(str(cwd))}", "export PYTHONUNBUFFERED=1", "",
               "run() {  # run WORKDIR COMMAND...: append output to WORKDIR/train.log, then mark DONE or FAILED",
               '  local dir="$1"; shift',
               '  mkdir -p "$dir" && rm -f "$dir/FAILED"',
@@ -248,9 +242,9 @@ def tpu_vm_name(sweep_name: str, run_name: str) -> str:
     return f"{stem}-{hashlib.sha1(run_name.encode()).hexdigest()[:8]}"
 
 
-def tpu_vm_command(name: str, zone: str, accelerator_type: str, experiment: str, workdir: str,
+def tpu_vm_command(launcher, name: str, zone: str, accelerator_type: str, experiment: str, workdir: str,
                    overrides: list[str], dry_run: bool) -> list[str]:
-    cmd = [sys.executable, str(TPU_LAUNCHER), "--name", name, "--zone", zone,
+    cmd = [sys.executable, str(launcher), "--name", name, "--zone", zone,
            "--accelerator_type", accelerator_type, "--experiment", experiment, "--workdir", workdir]
     for item in overrides:
         cmd += ["--set", item]

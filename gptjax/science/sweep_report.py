@@ -13,15 +13,16 @@ so a sweep over held-out speakers or seeds reads as one table.
 from __future__ import annotations
 
 import csv
-import os
+import io
 import pathlib
 import re
 import time
 import types
 
+from gptjax import atomic, plots
 from gptjax.config.sweep import SEED_KEY, short_names
 from gptjax.errors import ConfigError
-from gptjax.model import flops
+from gptjax.model import flops as flops_lib
 from gptjax.science.sweep_backends import DONE, FAILED, LOG, RECORD, attempt_alive, log_tail, read_json
 from gptjax.train.metrics import read_metrics
 
@@ -184,7 +185,7 @@ def markdown(manifest: dict, rows: list[dict], convention: str) -> str:
     lines = [f"# Sweep {manifest.get('name', '')}", "",
              f"Base experiment: `{manifest.get('base', '?')}`. {len(rows)} runs: "
              + ", ".join(f"{n} {s}" for s, n in sorted(counts.items())) + ".", "",
-             f"FLOPs = training FLOPs per token under the **{convention}** convention (gptjax/flops.py) "
+             f"FLOPs = training FLOPs per token under the **{convention}** convention (gptjax/model/flops.py) "
              "x tokens seen; tokens = steps x batch x seq_len. final eval = eval loss at the last step "
              "(done runs only); best eval = lowest eval loss seen; train (EMA) = smoothed train loss.", "",
              "| run | " + " | ".join(titles.get(c, c) for c in cols) + " |",
@@ -207,33 +208,15 @@ def markdown(manifest: dict, rows: list[dict], convention: str) -> str:
 def write_csv(path: pathlib.Path, manifest: dict, rows: list[dict]) -> None:
     cols = ["name", "status", *manifest["swept_keys"], *NUMERIC_COLUMNS, "flops_convention",
             *manifest.get("eval_columns", [])]
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    with tmp.open("w", newline="") as fh:
-        writer = csv.DictWriter(fh, cols, extrasaction="ignore")
-        writer.writeheader()
-        for r in rows:
-            writer.writerow({c: "" if r.get(c) is None else r[c] for c in cols})
-    os.replace(tmp, path)
+    out = io.StringIO(newline="")
+    writer = csv.DictWriter(out, cols, extrasaction="ignore")
+    writer.writeheader()
+    for r in rows:
+        writer.writerow({c: "" if r.get(c) is None else r[c] for c in cols})
+    atomic.write_text(path, out.getvalue())
 
 
 # ---------------------------------------------------------------- plots
-
-def _pyplot():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
-def _log_axis(key: str, values: list[float]) -> bool:
-    """LR-like keys, or positive values spanning more than 10x, get a log x axis."""
-    short = key.rsplit(".", 1)[-1]
-    if re.search(r"(^|_)lr($|_)|learning_rate", short):
-        return True
-    return min(values) > 0 and max(values) / min(values) > 10
-
 
 def plot_axes(path: pathlib.Path, manifest: dict, rows: list[dict]) -> bool:
     """Final eval loss against each swept numeric axis but the seed; False when there is nothing to plot."""
@@ -243,25 +226,8 @@ def plot_axes(path: pathlib.Path, manifest: dict, rows: list[dict]) -> bool:
             and len({r[k] for r in done}) >= 2]
     if not done or not axes:
         return False
-    plt = _pyplot()
-    fig, axs = plt.subplots(1, len(axes), figsize=(4.2 * len(axes), 3.6), squeeze=False)
-    for ax, key in zip(axs[0], axes):
-        xs = [r[key] for r in done]
-        ax.scatter(xs, [r["loss"] for r in done], s=22, zorder=3)
-        means = {}
-        for r in done:
-            means.setdefault(r[key], []).append(r["loss"])
-        grid = sorted(means)
-        ax.plot(grid, [sum(means[x]) / len(means[x]) for x in grid], color="C1", lw=1, label="mean")
-        if _log_axis(key, xs):
-            ax.set_xscale("log")
-        ax.set_xlabel(key)
-        ax.set_ylabel("final eval loss")
-        ax.grid(alpha=0.3)
-    fig.suptitle(f"sweep {manifest.get('name', '')}: final eval loss by swept value", fontsize=10)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    plots.loss_by_axis(path, f"sweep {manifest.get('name', '')}: final eval loss by swept value",
+                       {k: [r[k] for r in done] for k in axes}, [r["loss"] for r in done])
     return True
 
 
@@ -269,23 +235,7 @@ def plot_curves(path: pathlib.Path, all_curves: dict) -> bool:
     """Eval loss vs step and EMA-smoothed train loss vs step, one line per run."""
     if not any(train or evals for train, evals in all_curves.values()):
         return False
-    plt = _pyplot()
-    fig, (ax_e, ax_t) = plt.subplots(1, 2, figsize=(12, 4.5))
-    for i, (name, (train, evals)) in enumerate(all_curves.items()):
-        color = plt.cm.viridis(i / max(len(all_curves) - 1, 1))
-        if evals:
-            ax_e.plot(list(evals), list(evals.values()), marker=".", color=color, label=name)
-        if train:
-            ax_t.plot(list(train), ema(train.values()), color=color, lw=1, label=name)
-    for ax, title in ((ax_e, "eval loss"), (ax_t, "train loss (EMA 0.1)")):
-        ax.set_xlabel("step")
-        ax.set_ylabel(title)
-        ax.grid(alpha=0.3)
-    if len(all_curves) <= 16:
-        ax_e.legend(fontsize=6)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    plots.curves(path, all_curves, ema)
     return True
 
 
@@ -296,7 +246,7 @@ def scaling_fits(root: pathlib.Path, rows: list[dict], params_col: str = "params
     """Fit L = E + A / x^alpha in N (params_col) and C (flops) over done runs; plot both."""
     import numpy as np
 
-    from gptjax.science import scaling
+    from gptjax.science.power_law import fit_power
 
     if params_col not in ("params", "params_non_embedding"):
         raise ConfigError(f"--params_col {params_col!r}: expected params or params_non_embedding")
@@ -304,42 +254,20 @@ def scaling_fits(root: pathlib.Path, rows: list[dict], params_col: str = "params
     if len(usable) < 4:
         raise ConfigError(f"scaling fits need at least 4 done runs with params and FLOPs; have {len(usable)}")
     loss = np.array([r["loss"] for r in usable])
-    result = {}
+    fits = {}  # both fits before any plot: a refused fit leaves no figure behind
     for var, col, label in (("N", params_col, f"parameters N ({params_col})"),
                             ("C", "flops", f"training FLOPs C ({usable[0]['flops_convention']})")):
         x = np.array([float(r[col]) for r in usable])
-        fit = scaling.fit_power(x, loss, variable=var, bootstrap=bootstrap, seed=seed)
+        fits[var] = (col, label, x, fit_power(x, loss, variable=var, bootstrap=bootstrap, seed=seed))
+    result = {}
+    for var, (col, label, x, fit) in fits.items():
         out = root / f"scaling_{var}.png"
-        _plot_power(out, fit, x, loss, label)
+        plots.power_law(out, fit, x, loss, label)
         p = fit.to_dict()["params"]
         result[var] = {"column": col, "alpha": p["alpha"]["value"], "alpha_ci": p["alpha"]["ci"],
                        "E": p["E"]["value"], "A": p["A"]["value"], "r2_log": fit.r2_log,
                        "n_points": fit.n_points, "plot": str(out)}
     return result
-
-
-def _plot_power(path, fit, x, loss, xlabel: str) -> None:
-    import numpy as np
-
-    plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(7, 5))
-    ax.scatter(x, loss, s=24, zorder=3, label=f"{len(x)} runs (final eval loss)")
-    grid = np.geomspace(x.min() / 1.5, x.max() * 1.5, 200)
-    p = fit.params
-    ax.plot(grid, fit.predict(grid), color="C1",
-            label=f"{p['E']:.3g} + {p['A']:.3g} / {fit.variable}^{p['alpha']:.3f}  (E = irreducible loss)")
-    ax.set_xscale("log")
-    ax.set_yscale("log")  # the data's range only: E is usually far below it
-    ax.set_ylim(loss.min() * 0.95, loss.max() * 1.05)
-    ax.set_xlabel(xlabel)
-    ax.set_ylabel("loss")
-    ax.set_title(f"L({fit.variable}) = E + A / {fit.variable}^alpha:  alpha = {p['alpha']:.3f}, "
-                 f"R² on log-loss = {fit.r2_log:.4f}", fontsize=9)
-    ax.legend(fontsize=8)
-    ax.grid(alpha=0.3, which="both")
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
 
 
 def write_report(root, convention: str = "6N+attn") -> tuple[str, list[dict], list[pathlib.Path]]:
@@ -348,7 +276,7 @@ def write_report(root, convention: str = "6N+attn") -> tuple[str, list[dict], li
     manifest, rows, all_curves = collect(root, convention)
     text = markdown(manifest, rows, convention)
     written = [root / "report.md", root / "report.csv"]
-    (root / "report.md").write_text(text)
+    atomic.write_text(root / "report.md", text)
     write_csv(root / "report.csv", manifest, rows)
     if plot_axes(root / "loss_vs_axes.png", manifest, rows):
         written.append(root / "loss_vs_axes.png")

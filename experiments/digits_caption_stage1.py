@@ -3,8 +3,9 @@
 Starts from the VQA run (experiments/digits_vqa.py: its ViT and decoder are the
 "pretrained" encoder and LLM) and swaps its linear projector for LLaVA-1.5's
 two-layer MLP, whose parameters are new (train.init_from copies only what
-matches by name and shape). The encoder and the decoder are frozen
-(optimizer.freeze); only image_projector/ learns, for 500 steps.
+matches by name and shape; train.init_from_partial=true says that is meant).
+The encoder and the decoder are frozen (optimizer.freeze); only
+image_projector/ learns, for 500 steps.
 
   python scripts/train.py experiments/digits_vqa.py --workdir runs/digits_vqa
   python scripts/train.py experiments/digits_caption_stage1.py --workdir runs/digits_caption_stage1
@@ -23,5 +24,5 @@ EXPERIMENT = Experiment(
     media=MediaSpec(image=ImageEncoderSpec(image_size=8, patch_size=2, width=64, depth=2, heads=4),
                     image_projector="mlp", mask="prefix"),
     train=Train(steps=500, batch_size=32, eval_every=250, eval_batches=10, checkpoint_every=250, log_every=50,
-                sample_tokens=0, init_from="runs/digits_vqa"),
+                sample_tokens=0, init_from="runs/digits_vqa", init_from_partial=True),
 )

@@ -19,6 +19,7 @@ import traceback
 from gptjax.errors import BAD_INPUT, RunError
 
 _doing: list[str] = []
+_failed_while: list[str] = []  # the activities open when the error being reported was raised
 
 
 @contextlib.contextmanager
@@ -27,8 +28,16 @@ def doing(what: str):
     _doing.append(what)
     try:
         yield
+    except BaseException:
+        if not _failed_while:
+            _failed_while.extend(_doing)
+        raise
     finally:
         _doing.pop()
+
+
+def _stage() -> str:
+    return ": ".join(_failed_while or _doing)
 
 
 def _fail(message: str, status: int):
@@ -46,6 +55,7 @@ def main_guard(fn):
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
         _doing.clear()
+        _failed_while.clear()
         try:
             return fn(*args, **kwargs)
         except BAD_INPUT as e:
@@ -53,12 +63,10 @@ def main_guard(fn):
         except RunError as e:
             _fail(str(e), 1)
         except OSError as e:
-            stage = f" while {': '.join(_doing)}" if _doing else ""
-            _fail(f"{os_error_text(e)}{stage}", 1)
+            _fail(f"{os_error_text(e)}{f' while {_stage()}' if _stage() else ''}", 1)
         except Exception as e:  # noqa: BLE001 - a bug: show where, then say what was being done
             traceback.print_exc()
-            stage = ": ".join(_doing) or "starting"
-            _fail(f"unexpected {type(e).__name__} while {stage} (the traceback above says where)", 1)
+            _fail(f"unexpected {type(e).__name__} while {_stage() or 'starting'} (the traceback above says where)", 1)
     return wrapper
 
 

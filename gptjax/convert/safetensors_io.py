@@ -18,7 +18,7 @@ def _safetensors():
         import safetensors.numpy
     except ImportError:
         raise ConversionError("reading Hugging Face checkpoints needs the `safetensors` package "
-                              "(pip install -r requirements-interop.txt)") from None
+                              "(pip install -r requirements.txt)") from None
     return safetensors
 
 
@@ -37,8 +37,12 @@ def shard_map(hf_dir: pathlib.Path) -> dict[str, pathlib.Path]:
         return files
     if (hf_dir / SINGLE_FILE).is_file():
         st = _safetensors()
-        with st.safe_open(str(hf_dir / SINGLE_FILE), framework="np") as f:
-            return {name: hf_dir / SINGLE_FILE for name in f.keys()}
+        try:
+            with st.safe_open(str(hf_dir / SINGLE_FILE), framework="np") as f:
+                return {name: hf_dir / SINGLE_FILE for name in f.keys()}
+        except Exception as e:  # noqa: BLE001 - safetensors' own error type for a damaged header
+            raise ConversionError(f"cannot read {hf_dir / SINGLE_FILE}: {e} (truncated or not a safetensors "
+                                  "file?)") from None
     found = sorted(p.name for p in hf_dir.iterdir() if p.suffix in (".bin", ".safetensors", ".pt", ".pth"))
     raise ConversionError(f"{hf_dir} holds neither {SINGLE_FILE} nor {INDEX_FILE}"
                           + (f" (found {', '.join(found)}; only safetensors are read: re-save the model "

@@ -136,6 +136,10 @@ class TextLMData(BatchSource):
         elif kind == "byte":
             tok = tokenizers.ByteTokenizer(add_eos=self.eos)
         elif sp_model:
+            if not pathlib.Path(sp_model).is_file():
+                raise DataError(f"data.sp_model={sp_model}: no such file; give a trained SentencePiece .model "
+                                "(scripts/prepare_data.py --train_sentencepiece writes one), or leave it empty "
+                                "to train one on the corpus")
             tok = tokenizers.SentencePieceTokenizer(sp_model)
         else:
             prefix = (corpora.cache_dir() / "sentencepiece" /

@@ -21,6 +21,7 @@ import sentencepiece as spm
 from gptjax import atomic
 from gptjax.data import corpora
 from gptjax.data.media_tokenizer import MediaTokenizer
+from gptjax.errors import DataError
 
 TOKENIZER_FILE = "tokenizer.json"
 SP_MODEL_FILE = "tokenizer.model"
@@ -211,7 +212,7 @@ def train_sentencepiece(texts: str | os.PathLike | Iterable, out_prefix: str | o
         msg = str(e).splitlines()[0]
         hint = (" (with byte_fallback the vocabulary also holds 256 byte pieces)"
                 if byte_fallback and "vocab" in msg.lower() else "")
-        raise ValueError(f"SentencePiece training failed: {msg}{hint}") from None
+        raise DataError(f"SentencePiece training failed: {msg}{hint}") from None
     out.write_bytes(writer.getvalue())
     return SentencePieceTokenizer(out)
 

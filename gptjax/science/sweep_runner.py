@@ -51,6 +51,9 @@ def cmd_run(args, entry: EntryPoints) -> int:
     sweep, base = load_sweep(args.sweep)
     planned = plan(sweep, base, args.overrides)  # every run validated before anything starts
     root = pathlib.Path(args.root).absolute()
+    blocker = next((p for p in (root, *root.parents) if p.exists()), None)
+    if blocker is not None and not blocker.is_dir():
+        raise ConfigError(f"--root {args.root}: {blocker} is a file; pass a folder for the sweep's runs")
     jobs = [Job(p.name, root / p.name, train_command(entry.train, base, root / p.name, p.overrides),
                 p.experiment.train.steps, p.swept) for p in planned]
     finished = [j for j in jobs if is_finished(j.workdir, j.target_steps)]

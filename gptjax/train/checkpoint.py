@@ -11,10 +11,12 @@ falls back to an older step when the newest cannot be read.
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import pathlib
 import shutil
+import sys
 import time
 
 import jax
@@ -31,9 +33,10 @@ class Checkpointer:
         """Checkpoints in `workdir`/checkpoints (or in `directory`, when given)."""
         self.directory = pathlib.Path(directory or pathlib.Path(workdir) / "checkpoints").absolute()
         self.workdir = self.directory.parent
-        options = ocp.CheckpointManagerOptions(max_to_keep=keep, enable_async_checkpointing=async_save,
-                                               create=not read_only, read_only=read_only)
-        self.manager = ocp.CheckpointManager(self.directory, options=options, item_names=("state", "meta"))
+        with _quiet_orbax() if read_only else contextlib.nullcontext():  # "directory is read only": as asked
+            options = ocp.CheckpointManagerOptions(max_to_keep=None if read_only else keep, create=not read_only,
+                                                   enable_async_checkpointing=async_save, read_only=read_only)
+            self.manager = ocp.CheckpointManager(self.directory, options=options, item_names=("state", "meta"))
 
     def latest_step(self) -> int | None:
         return self.manager.latest_step()
@@ -106,9 +109,11 @@ def restore_newest(ckpt: Checkpointer, read, set_aside: bool = False):
         try:
             result = read(step)
         except Exception as e:  # noqa: BLE001 - any failure to read means: try an older step
+            quiet_failed_reads()
             damaged.append(step)
+            why = str(e).split(". See full")[0].splitlines()[0][:200] if str(e) else ""  # TensorStore's are long
             log.warning("checkpoint step %d in %s cannot be read (%s: %s); trying an older one", step,
-                        ckpt.directory, type(e).__name__, str(e).splitlines()[0][:200] if str(e) else "")
+                        ckpt.directory, type(e).__name__, why)
             continue
         if damaged:
             log.warning("restored step %d: newer checkpoint(s) %s are damaged%s", step, damaged,
@@ -131,6 +136,18 @@ def _set_aside(ckpt: Checkpointer, steps) -> pathlib.Path:
     return target
 
 
+@contextlib.contextmanager
+def _quiet_orbax():
+    """Hold back Orbax's warnings (logged through absl) for the block."""
+    absl = logging.getLogger("absl")
+    level = absl.level
+    absl.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        absl.setLevel(level)
+
+
 def quiet_failed_writes() -> None:
     """After a failed save has been reported, drop asyncio's copies of the same error.
 
@@ -140,6 +157,22 @@ def quiet_failed_writes() -> None:
     logger = logging.getLogger("asyncio")
     if not any(isinstance(f, _UnretrievedWrites) for f in logger.filters):
         logger.addFilter(_UnretrievedWrites())
+
+
+def quiet_failed_reads() -> None:
+    """After a failed restore has been reported, drop what Orbax's abandoned reader coroutines print
+    when they are collected ("Exception ignored in <coroutine ...>", "Event loop is closed"), often
+    after the one line that tells the user what happened and what to do."""
+    previous = sys.unraisablehook
+    if getattr(previous, "gptjax_quiet", False):
+        return
+
+    def hook(unraisable):
+        obj, exc = repr(unraisable.object), unraisable.exc_value
+        if not ("coroutine" in obj or isinstance(exc, RuntimeError) and "Event loop is closed" in str(exc)):
+            previous(unraisable)
+    hook.gptjax_quiet = True
+    sys.unraisablehook = hook
 
 
 class _UnretrievedWrites(logging.Filter):
@@ -207,7 +240,8 @@ def load_state(directory, step: int | None = None) -> dict:
     here = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
 
     def read(s):
-        saved = ocp.StandardCheckpointer().metadata(directory / str(s) / "state").item_metadata
+        with _quiet_orbax():  # it warns that the step's metadata file is one level up
+            saved = ocp.StandardCheckpointer().metadata(directory / str(s) / "state").item_metadata
         target = jax.tree.map(lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=here), saved)
         return ckpt.manager.restore(s, args=ocp.args.Composite(state=ocp.args.StandardRestore(target)))["state"]
 
@@ -232,19 +266,21 @@ def load_params(workdir) -> dict:
         raise ConfigError(f"train.init_from={workdir}: {e}") from None
 
 
-def merge_params(params, source) -> tuple[object, list[str], list[str]]:
-    """Copy leaves of `source` into `params` where the path and shape match; return the tree, the
-    copied paths and the paths left as they were."""
+def param_matches(params, source) -> tuple[list[str], list[str]]:
+    """(paths of `params` that `source` holds with the same shape, paths it does not); shapes only."""
+    src = {jax.tree_util.keystr(k): tuple(v.shape) for k, v in jax.tree_util.tree_leaves_with_path(source)}
+    leaves = [(jax.tree_util.keystr(k), tuple(v.shape)) for k, v in jax.tree_util.tree_leaves_with_path(params)]
+    return [k for k, shape in leaves if src.get(k) == shape], [k for k, shape in leaves if src.get(k) != shape]
+
+
+def merge_params(params, source):
+    """`params` with every leaf that `source` holds under the same path and shape copied from it."""
     flat_src = {jax.tree_util.keystr(k): v for k, v in jax.tree_util.tree_leaves_with_path(source)}
-    copied, kept = [], []
 
     def take(path, leaf):
-        key = jax.tree_util.keystr(path)
-        src = flat_src.get(key)
+        src = flat_src.get(jax.tree_util.keystr(path))
         if src is not None and tuple(src.shape) == tuple(leaf.shape):
-            copied.append(key)
             return jax.device_put(jax.numpy.asarray(src, leaf.dtype), leaf.sharding)
-        kept.append(key)
         return leaf
 
-    return jax.tree_util.tree_map_with_path(take, params), copied, kept
+    return jax.tree_util.tree_map_with_path(take, params)

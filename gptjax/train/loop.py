@@ -10,18 +10,21 @@ import dataclasses
 import json
 import logging
 import math
+import os
 import pathlib
 import time
 
 import jax
 import numpy as np
 
+from gptjax import atomic
 from gptjax.cli import doing
 from gptjax.data.build import build_data
 from gptjax.errors import ConfigError
 from gptjax.model import flops
 from gptjax.parallel.mesh import batch_process_slice
-from gptjax.train.checkpoint import Checkpointer, Saver, load_params, merge_params, restore_newest
+from gptjax.train.checkpoint import (Checkpointer, Saver, load_params, merge_params, param_matches,
+                                     restore_newest)
 from gptjax.train.guards import Guards, PreemptionWatch
 from gptjax.train.metrics import RunLog
 from gptjax.train.setup import assemble, fingerprint, run_mesh, same_fingerprint
@@ -60,6 +63,10 @@ def run(exp, workdir, *, force: bool = False, progress: bool = True, stop_after:
         on_step=None) -> RunResult:
     """Train `exp` in `workdir`. `stop_after` ends the loop early (as if interrupted)."""
     exp, workdir, t = exp.validate(), pathlib.Path(workdir), exp.train
+    check_workdir(workdir)
+    fresh = not (workdir / "checkpoints").is_dir()  # init_from matters only to a run that has not started
+    if t.init_from and fresh and not (pathlib.Path(t.init_from) / "checkpoints").is_dir():
+        raise ConfigError(f"train.init_from={t.init_from}: not a run folder (no checkpoints/ in it)")
     with doing("preparing the data"):
         mesh = run_mesh(exp)
         data = build_data(exp, tokenizer_dir=workdir / "tokenizer" if (workdir / "tokenizer").exists() else None)
@@ -68,15 +75,19 @@ def run(exp, workdir, *, force: bool = False, progress: bool = True, stop_after:
     with doing("compiling the steps"):
         run_ = assemble(exp, example, data.vocab_size, mesh)
     compiled, spec, primary = run_.compiled, run_.spec, jax.process_index() == 0
+    init_params = pretrained(run_, t) if fresh else None  # read and checked before the workdir is touched
     with doing("opening the workdir"):
-        ckpt = open_workdir(run_.exp, workdir, force, data.tokenizer, primary)
+        ckpt = open_workdir(run_.exp, workdir, force, primary)
     with doing("restoring the checkpoint"):
-        state, start = initial_state(run_, ckpt, workdir)
+        state, start = initial_state(run_, ckpt, init_params)
     log.info("model: %s parameters; compile %.1fs; mesh %s",
              f"{sum(int(np.prod(x.shape)) for x in jax.tree.leaves(state.params)):,}", run_.compile_s, dict(mesh.shape))
-    if start >= t.steps:
+    if start >= t.steps:  # finished: leave the workdir as it is
         ckpt.close()
         return RunResult(state, spec, data, {}, None, 0.0, start_step=start)
+    if primary:
+        atomic.write_text(workdir / "config.json", run_.exp.to_json() + "\n")
+        data.tokenizer.save(workdir / "tokenizer")
     fpt, peak = flops.flops_per_token(spec, spec.max_seq_len), flops.peak_flops_per_device(jax.devices()[0].device_kind, spec.dtype)
     mfu = (lambda rate: flops.mfu(rate, fpt, jax.device_count(), peak)) if peak else None  # None on CPUs
     runlog = RunLog(workdir, primary, progress, start, t.steps, t.batch_size * spec.max_seq_len,
@@ -123,16 +134,26 @@ def run(exp, workdir, *, force: bool = False, progress: bool = True, stop_after:
     return RunResult(state, spec, data, runlog.losses, eval_loss, time.time() - t0, preempted, start)
 
 
-def open_workdir(exp, workdir: pathlib.Path, force: bool, tokenizer, primary: bool) -> Checkpointer:
-    """The workdir's checkpointer, after refusing another experiment's checkpoints; writes config.json
-    and the tokenizer. `force` moves another experiment's checkpoints out of the way (deleting them)."""
+def check_workdir(workdir: pathlib.Path) -> None:
+    """Refuse, before any work, a workdir that is a file, lies under a file, or cannot be written."""
     if workdir.exists() and not workdir.is_dir():
         raise ConfigError(f"--workdir {workdir} is a file; pass a folder (it is created if missing)")
+    existing = next(p for p in (workdir, *workdir.absolute().parents) if p.exists())
+    if not existing.is_dir():
+        raise ConfigError(f"--workdir {workdir}: {existing} is a file, so no folder can be made under it")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise ConfigError(f"--workdir {workdir}: {existing} is not writable (read-only, or no permission); "
+                          "pass a folder you can write to")
+
+
+def open_workdir(exp, workdir: pathlib.Path, force: bool, primary: bool) -> Checkpointer:
+    """The workdir's checkpointer, after refusing another experiment's checkpoints. `force` deletes
+    another experiment's checkpoints."""
     if primary:
         workdir.mkdir(parents=True, exist_ok=True)
     ckpt = Checkpointer(workdir, keep=exp.train.keep_checkpoints)
     if ckpt.latest_step() is not None:
-        saved = ckpt.restore_meta().get("fingerprint") if not force else None
+        saved = restore_newest(ckpt, ckpt.restore_meta)[0].get("fingerprint") if not force else None
         if saved is not None and not same_fingerprint(saved, json.loads(json.dumps(fingerprint(exp)))):
             ckpt.close()
             raise ConfigError(f"workdir {workdir} holds checkpoints of a different experiment "
@@ -143,32 +164,35 @@ def open_workdir(exp, workdir: pathlib.Path, force: bool, tokenizer, primary: bo
             ckpt.close()
             shutil.rmtree(workdir / "checkpoints")
             ckpt = Checkpointer(workdir, keep=exp.train.keep_checkpoints)
-    if primary:
-        from gptjax import atomic
-
-        atomic.write_text(workdir / "config.json", exp.to_json() + "\n")
-        tokenizer.save(workdir / "tokenizer")
     return ckpt
 
 
-def initial_state(run_, ckpt: Checkpointer, workdir) -> tuple[object, int]:
-    """(state, step): resumed from the newest readable checkpoint, else fresh (from train.init_from's
-    parameters when it names a run)."""
-    compiled, t = run_.compiled, run_.exp.train
+def pretrained(run_, t):
+    """The parameters of train.init_from, after checking they fit (all, or some with init_from_partial)."""
+    if not t.init_from:
+        return None
+    source = load_params(t.init_from)
+    copied, kept = param_matches(run_.compiled.abstract_state.params, source)
+    if not copied or (kept and not t.init_from_partial):
+        raise ConfigError(
+            f"train.init_from={t.init_from}: {len(copied)} of {len(copied) + len(kept)} parameter arrays match by "
+            f"name and shape (not loaded: {', '.join(kept[:6])}{' ...' if len(kept) > 6 else ''}); "
+            + ("the runs have different architectures" if not copied else
+               "set train.init_from_partial=true to start the rest from scratch"))
+    log.info("initialising %d parameter arrays from %s%s", len(copied), t.init_from,
+             f"; from scratch: {', '.join(kept)}" if kept else "")
+    return source
+
+
+def initial_state(run_, ckpt: Checkpointer, init_params) -> tuple[object, int]:
+    """(state, step): resumed from the newest readable checkpoint, else fresh (with `init_params` where
+    train.init_from gave them)."""
+    compiled = run_.compiled
     state, step = restore_newest(ckpt, lambda s: ckpt.restore(compiled.abstract_state, s)[0], set_aside=True)
     if state is not None:
         log.info("resumed from step %d", step)
         return state, step
-    state = compiled.init(jax.random.key(t.seed))
-    if t.init_from:
-        params, copied, kept = merge_params(state.params, load_params(t.init_from))
-        if not copied or (kept and not t.init_from_partial):
-            raise ConfigError(
-                f"train.init_from={t.init_from}: {len(copied)} of {len(copied) + len(kept)} parameter arrays match "
-                f"by name and shape (not loaded: {', '.join(kept[:6])}{' ...' if len(kept) > 6 else ''}); "
-                + ("the runs have different architectures" if not copied else
-                   "set train.init_from_partial=true to start the rest from scratch"))
-        state = state.replace(params=params)
-        log.info("initialised %d parameter arrays from %s%s", len(copied), t.init_from,
-                 f"; from scratch: {', '.join(kept)}" if kept else "")
+    state = compiled.init(jax.random.key(run_.exp.train.seed))
+    if init_params is not None:
+        state = state.replace(params=merge_params(state.params, init_params))
     return state, 0

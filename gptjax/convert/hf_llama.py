@@ -2,7 +2,7 @@
 
 HF Linear weights are [out, in]; ours are [in, ...]. HF-format q/k projections
 are already permuted for rotate_half (half-split) RoPE, which is what
-`gptjax.attention.rope` computes, so heads map one to one with no permutation.
+`gptjax.model.attention.rope` computes, so heads map one to one with no permutation.
 Grouped-query heads group the same way: query head j reads kv head j // (H/K).
 """
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The workdir an import produces, laid out as `gptjax/train.py` lays out its runs.
+"""The workdir an import produces, laid out as `gptjax/train/loop.py` lays out its runs.
 
 `checkpoints/0/` (a TrainState: the imported params and a fresh optimizer
 state), `config.json` (the Experiment), `tokenizer/`, and `experiment.py`,

@@ -1,7 +1,7 @@
 """Plan a run without training: per-device memory and the sharding of every parameter.
 
 `report(exp)` builds the experiment's mesh, refuses shapes the mesh cannot split
-(`sharding.check_divisible`), compiles the real train step for abstract inputs
+(`gptjax.parallel.mesh.check_divisible`), compiles the real train step for abstract inputs
 (nothing is initialised or trained) and prints, per device:
 
 - parameters and optimizer state: exact, from each array's shard shape;
@@ -48,7 +48,7 @@ def plan_devices(exp: Experiment) -> None:
     """
     from gptjax.parallel.distributed import set_cpu_device_count
 
-    set_cpu_device_count(required_devices(exp) or 0)
+    set_cpu_device_count(required_devices(exp) or exp.mesh.cpu_devices)
 
 
 def resolve_vocab(exp: Experiment) -> tuple[int, str]:
@@ -124,8 +124,9 @@ def plan(exp: Experiment) -> dict:
     except ConfigError as e:
         if "devices" not in str(e):
             raise
-        raise ConfigError(f"{e}. To plan this mesh on a CPU, run the dry run with JAX_PLATFORMS=cpu "
-                          "(scripts/train.py --dry_run then creates the CPU devices it needs)") from None
+        raise ConfigError(f"{e}. To plan this mesh on a CPU, name every axis (no -1: --set mesh.data=N) and run "
+                          "the dry run with JAX_PLATFORMS=cpu; scripts/train.py --dry_run then creates the CPU "
+                          "devices the mesh needs") from None
     notes = []
     if exp.media is None:
         vocab, vocab_source = resolve_vocab(exp)

@@ -1,7 +1,12 @@
-"""Score a trained multimodal run: python scripts/evaluate.py --workdir DIR --task caption|vqa|transcribe|generate
+"""Score a trained run on a task, print the scores as JSON, then write DIR/eval_<task>.json and .md.
 
-Prints a JSON object (accuracy; wer and cer for transcribe; the classifier's own
-accuracy for generate), then writes DIR/eval_<task>.json, .md and .png.
+  python scripts/evaluate.py --workdir DIR --task translate|sentiment|qa|jsonl --data PATH [--beam N]
+  python scripts/evaluate.py --workdir DIR --task caption|vqa|transcribe|generate [--zero_media]
+
+Text tasks read PATH in the task's own format: translate, a prefix P of aligned files
+P.<source>[.gz] and P.<target>[.gz] (Multi30k's names: .../multi30k/test_2016_flickr);
+sentiment, a GLUE-format TSV; qa, a bAbI file or a folder of qaN_*.txt files; jsonl, a JSONL
+file of {"prompt", "target"}. Multimodal tasks score the run's own test split (and a PNG);
 --zero_media replaces every image / audio clip by zeros (expect chance accuracy).
 """
 import argparse
@@ -12,15 +17,21 @@ import _bootstrap  # noqa: F401
 
 from gptjax.cli import doing, main_guard, require
 
+TEXT_TASKS = ("translate", "sentiment", "qa", "jsonl")
+
 
 @main_guard
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--workdir", required=True, help="a run folder written by scripts/train.py")
-    p.add_argument("--task", required=True, help="caption | vqa | transcribe | generate")
+    p.add_argument("--task", required=True, help="translate | sentiment | qa | jsonl | caption | vqa | transcribe | "
+                   "generate")
+    p.add_argument("--data", default="", help="text tasks: the examples to score (see above)")
+    p.add_argument("--beam", type=int, default=1, help="text tasks: beam size (1: greedy)")
+    p.add_argument("--length_penalty", type=float, default=0.6, help="beam search: GNMT's alpha (0: none)")
     p.add_argument("--zero_media", action="store_true", help="ablation: images and audio replaced by zeros")
     p.add_argument("--batch_size", type=int, default=64, help="prompts decoded together")
-    p.add_argument("--limit", type=int, default=0, help="score only the first N test examples (0: all)")
+    p.add_argument("--limit", type=int, default=0, help="score only the first N examples (0: all)")
     p.add_argument("--num_samples", type=int, default=10, help="generate: images per digit")
     p.add_argument("--temperature", type=float, default=1.0, help="generate: sampling temperature (0: greedy)")
     p.add_argument("--top_k", type=int, default=0, help="generate: keep the k likeliest grey levels (0: all)")
@@ -30,15 +41,23 @@ def main(argv=None):
             limit=(a.limit, a.limit >= 0, "0 (all) or a positive number"),
             num_samples=(a.num_samples, a.num_samples > 0, "a positive number"),
             temperature=(a.temperature, a.temperature >= 0, "0 (greedy) or more"),
-            top_k=(a.top_k, a.top_k >= 0, "0 (no cut) or more"))
+            top_k=(a.top_k, a.top_k >= 0, "0 (no cut) or more"), beam=(a.beam, a.beam > 0, "a positive beam size"),
+            length_penalty=(a.length_penalty, a.length_penalty >= 0, "0 or more"),
+            data=(a.data, bool(a.data) or a.task not in TEXT_TASKS, f"the examples to score for --task {a.task}"))
     logging.basicConfig(level=logging.WARNING)
-    from gptjax.tasks.media_eval import run
-
     with doing(f"evaluating {a.task} on {a.workdir}"):
-        result, write = run(a.workdir, a.task, zero_media=a.zero_media, batch_size=a.batch_size,
-                            limit=a.limit or None, num_samples=a.num_samples, temperature=a.temperature,
-                            top_k=a.top_k, seed=a.seed)
-    print(json.dumps({k: v for k, v in result.items() if k != "samples"}, indent=1), flush=True)
+        if a.task in TEXT_TASKS:
+            from gptjax.tasks.text_eval import run
+
+            result, write = run(a.workdir, a.task, a.data, beam=a.beam, alpha=a.length_penalty,
+                                limit=a.limit or None)
+        else:
+            from gptjax.tasks.media_eval import run
+
+            result, write = run(a.workdir, a.task, zero_media=a.zero_media, batch_size=a.batch_size,
+                                limit=a.limit or None, num_samples=a.num_samples, temperature=a.temperature,
+                                top_k=a.top_k, seed=a.seed)
+    print(json.dumps({k: v for k, v in result.items() if k != "samples"}, indent=1, ensure_ascii=False), flush=True)
     with doing(f"writing the results into {a.workdir}"):
         write()
 

@@ -11,6 +11,7 @@ key or value run before any framework starts.
   registry.py    section classes by `kind` (how config.json is read back)
   overrides.py   experiment files, key=value overrides, config.json
   sweep.py       Sweep, its distributions, expansion into runs, validation
+  tasks.py       TaskData (translation, sentiment, question answering, JSONL)
 """
 from gptjax.config.data import TextData
 from gptjax.config.experiment import Experiment, Mesh, ModelSpec, Optimizer, Schedule, Train
@@ -19,9 +20,10 @@ from gptjax.config.media import (AudioEncoderSpec, DigitsData, ImageEncoderSpec,
 from gptjax.config.overrides import (apply_overrides, from_dict, load_experiment, read_config, resolve_experiment,
                                      set_key, valid_keys)
 from gptjax.config.sweep import Choice, LogUniform, Sweep, Uniform
+from gptjax.config.tasks import TaskData
 from gptjax.errors import ConfigError
 
 __all__ = ["AudioEncoderSpec", "Choice", "ConfigError", "DigitsData", "Experiment", "ImageEncoderSpec",
            "LogUniform", "MediaSpec", "Mesh", "MixtureData", "ModelSpec", "Optimizer", "Schedule",
-           "SpokenDigitsData", "Sweep", "TextData", "Train", "Uniform", "apply_overrides", "from_dict",
+           "SpokenDigitsData", "Sweep", "TaskData", "TextData", "Train", "Uniform", "apply_overrides", "from_dict",
            "load_experiment", "read_config", "resolve_experiment", "set_key", "valid_keys"]

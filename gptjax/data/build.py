@@ -16,7 +16,7 @@ from gptjax.errors import ConfigError, DataError
 
 def build_data(exp, tokenizer_dir=None):
     """The data object for `exp.data` (see the module docstring)."""
-    builders = {"text": _text, "digits": _digits, "spoken_digits": _spoken, "mixture": _mixture}
+    builders = {"text": _text, "task": _task, "digits": _digits, "spoken_digits": _spoken, "mixture": _mixture}
     kind = getattr(exp.data, "kind", None)
     if kind not in builders:
         raise ConfigError(f"data section of kind {kind!r}: expected one of {', '.join(builders)}")
@@ -41,6 +41,12 @@ def _text(exp, cfg, tokenizer_dir):
                       seed=exp.train.seed, files=cfg.files, data_dir=cfg.data_dir, sp_model=cfg.sp_model,
                       sp_vocab_size=cfg.sp_vocab_size, text_key=cfg.text_key, pack=cfg.pack,
                       tokenizer_dir=tokenizer_dir)
+
+
+def _task(exp, cfg, tokenizer_dir):
+    from gptjax.data.task_pipeline import TaskLMData
+
+    return TaskLMData(cfg, exp.model.max_seq_len, exp.train.seed, tokenizer_dir=tokenizer_dir)
 
 
 def spoken_digits_folder(cfg) -> str:

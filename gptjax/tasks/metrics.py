@@ -35,3 +35,28 @@ def confusion(references, predictions) -> dict:
     for r, p in zip(references, predictions):
         table[r][p if p in table else "other"] += 1
     return {r: {p: n for p, n in row.items() if n} for r, row in table.items()}
+
+
+def translation_scores(hypotheses, references) -> dict:
+    """sacreBLEU's BLEU (with its signature) and chrF on detokenized text, and BLEU on lowercased,
+    tokenized text (lowercase, 13a tokenization) as older papers report Multi30k. `references` is one
+    reference per hypothesis, or several such streams."""
+    import sacrebleu
+
+    refs = [list(r) for r in references] if references and not isinstance(references[0], str) else [list(references)]
+    bleu = sacrebleu.BLEU()
+    score = bleu.corpus_score(list(hypotheses), refs)
+    lc = sacrebleu.BLEU(lowercase=True, tokenize="13a")
+    return {"bleu": round(score.score, 2), "bleu_signature": str(bleu.get_signature()),
+            "chrf": round(sacrebleu.CHRF().corpus_score(list(hypotheses), refs).score, 2),
+            "bleu_lc_tok": round(lc.corpus_score(list(hypotheses), refs).score, 2),
+            "bleu_lc_tok_signature": str(lc.get_signature())}
+
+
+def babi_scores(predictions, references, tasks) -> dict:
+    """Error per bAbI task, their mean (a fraction) and how many tasks fail (error > 0.05)."""
+    wrong = np.asarray([p.strip() != r for p, r in zip(predictions, references)])
+    tasks = np.asarray(tasks)
+    per_task = {str(t): float(wrong[tasks == t].mean()) for t in sorted(set(tasks.tolist()))}
+    return {"per_task": per_task, "mean_error": float(np.mean(list(per_task.values()))),
+            "failed_tasks": int(sum(e > 0.05 for e in per_task.values()))}

@@ -1,0 +1,42 @@
+"""Downstream tasks as data: which benchmark's files, which languages, how examples are tokenized.
+
+A task turns each example into a prompt and a target (gptjax/data/task_formats.py);
+a run trains a decoder on prompt + target with the loss on the target only.
+"""
+from __future__ import annotations
+
+import dataclasses
+
+from gptjax.config.fields import NON_NEGATIVE, POSITIVE, between, field, one_of
+from gptjax.config.registry import config_kind
+from gptjax.errors import ConfigError
+
+TASKS = ("translate", "sentiment", "qa", "jsonl")
+# where each task's files are under $GPTJAX_DATA_DIR when data.folder is empty
+DEFAULT_FOLDERS = {"translate": "multi30k", "sentiment": "sst2", "qa": "babi/en"}
+
+
+@config_kind
+@dataclasses.dataclass(frozen=True)
+class TaskData:
+    """Examples of one downstream task: Multi30k translation, SST-2 sentiment, bAbI question answering,
+    or any JSONL file of {"prompt", "target"} objects (train.jsonl, optional validation.jsonl)."""
+
+    task: str = field("translate", one_of(*TASKS))
+    folder: str = ""  # the task's files; empty: $GPTJAX_DATA_DIR/<multi30k | sst2 | babi/en>
+    source_lang: str = "en"  # translate: file suffixes of the source and target sides
+    target_lang: str = "de"
+    tokenizer: str = field("sentencepiece", one_of("sentencepiece", "byte"))
+    sp_vocab_size: int = field(8000, POSITIVE)  # trained on the training split's prompts and targets
+    val_fraction: float = field(0.1, between(0, 1, low_open=True, high_open=True))  # qa / jsonl: held out
+    split_seed: int = field(0, NON_NEGATIVE)  # which examples (bAbI: which stories) are held out
+    context_lines: int = field(0, NON_NEGATIVE)  # qa: keep the last N story lines (0: all that fit)
+    data_dir: str = ""  # TFDS data dir; empty: the gptjax cache
+    kind: str = "task"
+
+    def validate(self, exp) -> None:
+        if self.task == "translate" and self.source_lang == self.target_lang:
+            raise ConfigError(f"data.source_lang and data.target_lang are both {self.source_lang!r}: "
+                              "translate between two languages (e.g. en and de)")
+        if exp.media is not None:
+            raise ConfigError("task data trains a text model: remove the media section")

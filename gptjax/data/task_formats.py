@@ -1,0 +1,16 @@
+"""How a task's example is written as text: the prompt the model reads and the target it learns.
+
+One rule for the benchmarks: the prompt is the source (sentence, or bAbI story and question)
+followed by a newline, which the SentencePiece models keep as a token of its own; the target is
+the translation, label word or answer. JSONL examples are used verbatim.
+"""
+from __future__ import annotations
+
+
+def format_prompt(task: str, source: str) -> str:
+    return source if task == "jsonl" else source + "\n"
+
+
+def format_example(task: str, example) -> tuple[str, str]:
+    """(prompt, target) text of a TaskExample."""
+    return format_prompt(task, example.source), example.target

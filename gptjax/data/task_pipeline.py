@@ -1,0 +1,174 @@
+"""Downstream-task batches: prompt/target records -> token ids -> packed rows -> grain batches.
+
+Each example is `prompt ids + target ids + <eos>`; the loss is on the target and
+<eos> only. Examples are packed into rows of `seq_len + 1` tokens: each keeps
+its own segment id and positions from 0, so attention never crosses examples.
+A prompt too long for a row loses its oldest tokens (a bAbI story its first lines).
+
+Training row `r` (of an endless stream) comes from epoch e's packing: the
+examples shuffled by (seed, e), then laid into rows in that order. Batch `s`
+is rows s*B .. s*B+B-1, so a resumed run at step s sees what an uninterrupted
+one would have. Evaluation rows pack the validation split in its own order.
+
+Packing is written here rather than taken from grain: grain's packers work on
+iterators whose state a run would have to checkpoint, while here the data
+position is the step alone.
+"""
+from __future__ import annotations
+
+import bisect
+import hashlib
+import logging
+import pathlib
+
+import grain
+import numpy as np
+
+from gptjax import atomic
+from gptjax.data import corpora, tokenizers
+from gptjax.data.batching import BatchSource
+from gptjax.data.task_builder import prepare_task
+from gptjax.errors import DataError
+
+log = logging.getLogger(__name__)
+
+
+class TaskLMData(BatchSource):
+    """Packed prompt -> target sequences of one task (see the module docstring)."""
+
+    def __init__(self, cfg, seq_len: int, seed: int = 0, tokenizer_dir=None):
+        self.cfg, self.seq_len, self.seed = cfg, seq_len, seed
+        builder = prepare_task(cfg)
+        self.fingerprint = builder.builder_config.name
+        self.records = {split: source for split, source in builder.as_data_source().items()}
+        self.tokenizer = self._tokenizer(tokenizer_dir)
+        self.vocab_size = self.tokenizer.vocab_size
+        if self.tokenizer.eos_id is None:
+            raise DataError("the task's tokenizer has no end-of-sequence token")
+        self.examples = {split: self._encode(split) for split in self.records}
+        self._epochs: list[tuple] = []  # (order, row offsets) of each training epoch laid out so far
+        self._epoch_starts = [0]  # the first global row of each epoch
+
+    # ---- tokens -----------------------------------------------------------------
+
+    def texts(self, split: str) -> list[tuple[str, str, int]]:
+        """(prompt, target, group) of every example of the split, in order."""
+        source = self.records[split]
+        rows = source.__getitems__(range(len(source)))
+        text = lambda x: x.decode("utf-8") if isinstance(x, bytes) else str(x)  # noqa: E731
+        return [(text(r["prompt"]), text(r["target"]), int(r["group"])) for r in rows]
+
+    def _tokenizer(self, tokenizer_dir):
+        if tokenizer_dir and (pathlib.Path(tokenizer_dir) / tokenizers.TOKENIZER_FILE).is_file():
+            return tokenizers.load_tokenizer(tokenizer_dir)
+        if self.cfg.tokenizer == "byte":
+            return tokenizers.ByteTokenizer(add_eos=True)
+        prefix = corpora.cache_dir() / "sentencepiece" / f"{self.fingerprint}_bpe{self.cfg.sp_vocab_size}"
+        if pathlib.Path(f"{prefix}.model").is_file():
+            return tokenizers.SentencePieceTokenizer(f"{prefix}.model")
+        log.info("tokenizer: training a SentencePiece model of %d pieces on the %s training split",
+                 self.cfg.sp_vocab_size, self.cfg.task)
+        texts = [t for prompt, target, _ in self.texts("train") for t in (prompt, target)]
+        return tokenizers.train_sentencepiece(texts, prefix, self.cfg.sp_vocab_size)
+
+    def _encode(self, split: str) -> dict:
+        """{"tokens": all examples' ids end to end, "starts", "prompt_lens", "lengths", "groups"}."""
+        key = hashlib.sha256(f"{self.fingerprint}|{split}|{self.tokenizer.fingerprint()}".encode()).hexdigest()[:20]
+        path = corpora.cache_dir() / "tokens" / f"task_{key}.npz"
+        if path.is_file():
+            with np.load(path) as z:
+                return dict(z)
+        pieces, prompt_lens, groups = [], [], []
+        for prompt, target, group in self.texts(split):
+            p, t = self.tokenizer.encode(prompt), self.tokenizer.encode(target) + [self.tokenizer.eos_id]
+            pieces.append(np.asarray(p + t, np.int32))
+            prompt_lens.append(len(p))
+            groups.append(group)
+        lengths = np.asarray([len(x) for x in pieces], np.int64)
+        out = {"tokens": np.concatenate(pieces), "starts": np.concatenate([[0], np.cumsum(lengths)[:-1]]),
+               "prompt_lens": np.asarray(prompt_lens, np.int64), "lengths": lengths,
+               "groups": np.asarray(groups, np.int32)}
+        with atomic.replacing(path, suffix=".npz") as tmp:
+            np.savez(tmp, **out)
+        return out
+
+    # ---- packing ----------------------------------------------------------------
+
+    def _fitted_lengths(self, split: str) -> np.ndarray:
+        return np.minimum(self.examples[split]["lengths"], self.seq_len + 1)
+
+    def _pack(self, split: str, order: np.ndarray) -> np.ndarray:
+        """Start offsets (into `order`) of the rows that lay the examples of `order` in turn."""
+        lengths = self._fitted_lengths(split)[order]
+        starts, used = [0], 0
+        for i, n in enumerate(lengths):
+            if used + n > self.seq_len + 1 and used:
+                starts.append(i)
+                used = 0
+            used += n
+        return np.asarray(starts + [len(order)], np.int64)
+
+    def _epoch(self, e: int) -> tuple[np.ndarray, np.ndarray]:
+        """(example order, row start offsets) of training epoch e."""
+        order = np.random.default_rng([self.seed, e]).permutation(len(self.examples["train"]["lengths"]))
+        return order, self._pack("train", order)
+
+    def _train_row(self, r: int) -> list[int]:
+        """Example indices of global training row r."""
+        while self._epoch_starts[-1] <= r:  # lay out epochs as far as needed (each once)
+            self._epochs.append(self._epoch(len(self._epochs)))
+            self._epoch_starts.append(self._epoch_starts[-1] + len(self._epochs[-1][1]) - 1)
+        e = bisect.bisect_right(self._epoch_starts, r) - 1
+        order, rows = self._epochs[e]
+        i = r - self._epoch_starts[e]
+        return order[rows[i]:rows[i + 1]].tolist()
+
+    def row(self, split: str, examples: list[int]) -> dict[str, np.ndarray]:
+        """One packed row of `examples`: inputs, targets, loss_mask, segment_ids, positions (length L)."""
+        ex, L = self.examples[split], self.seq_len
+        row = {"inputs": np.zeros(L + 1, np.int32), "is_target": np.zeros(L + 1, bool),
+               "segment_ids": np.zeros(L + 1, np.int32), "positions": np.zeros(L + 1, np.int32)}
+        at = 0
+        for seg, i in enumerate(examples, 1):
+            tokens = ex["tokens"][ex["starts"][i]:ex["starts"][i] + ex["lengths"][i]]
+            cut = max(0, len(tokens) - (L + 1))  # the oldest prompt tokens go
+            cut = min(cut, max(ex["prompt_lens"][i] - 1, 0))
+            tokens, prompt_len = tokens[cut:cut + L + 1], ex["prompt_lens"][i] - cut
+            n = len(tokens)
+            row["inputs"][at:at + n] = tokens
+            row["is_target"][at + prompt_len:at + n] = True
+            row["segment_ids"][at:at + n], row["positions"][at:at + n] = seg, np.arange(n)
+            at += n
+        return {"inputs": row["inputs"][:-1], "targets": row["inputs"][1:],
+                "loss_mask": row["is_target"][1:].astype(np.float32), "segment_ids": row["segment_ids"][:-1],
+                "positions": row["positions"][:-1]}
+
+    def _batch(self, split: str, rows: list[list[int]]) -> dict[str, np.ndarray]:
+        parts = [self.row(split, r) for r in rows]
+        return {k: np.stack([p[k] for p in parts]) for k in parts[0]}
+
+    # ---- batches ------------------------------------------------------------------
+
+    def train_batches(self, global_batch: int, start_step: int = 0, process_index: int = 0, process_count: int = 1):
+        """Endless local training batches from `start_step` (process p gets rows p*B/P..)."""
+        local = self.local_batch(global_batch, process_index, process_count)
+        first = process_index * local  # this process's rows within each global batch
+        steps = grain.MapDataset.range(start_step, 2 ** 62)
+        return self.read(steps.map(lambda s: self._batch(
+            "train", [self._train_row(s * global_batch + first + j) for j in range(local)])))
+
+    def eval_batches(self, global_batch: int, num_batches: int | None = None, process_index: int = 0,
+                     process_count: int = 1):
+        """The first `num_batches` batches of packed validation rows; the same every call."""
+        local = self.local_batch(global_batch, process_index, process_count)
+        bounds = self._pack("validation", np.arange(len(self.examples["validation"]["lengths"])))
+        rows = [list(range(bounds[i], bounds[i + 1])) for i in range(len(bounds) - 1)]
+        num_batches = self.eval_count(global_batch, num_batches, len(rows) // global_batch,
+                                      f"the validation split packs into {len(rows)} rows of {self.seq_len} tokens")
+        ds = grain.MapDataset.range(num_batches).map(
+            lambda b: self._batch("validation", rows[b * global_batch + process_index * local:][:local]))
+        return self.read(ds)
+
+    def __repr__(self) -> str:
+        return (f"TaskLMData({self.cfg.task}, vocab={self.vocab_size}, seq_len={self.seq_len}, "
+                f"train={len(self.examples['train']['lengths'])} examples)")

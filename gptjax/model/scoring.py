@@ -1,0 +1,58 @@
+"""Log-likelihoods of continuations under a text model: what choosing among answers, and
+lm-evaluation-harness's `loglikelihood`, ask of a model.
+
+Each request is (context ids, continuation ids); its answer is the summed log
+probability of the continuation after the context, and whether greedy decoding
+would have produced exactly that continuation. Requests are batched right-padded
+(padding has segment id 0, so it is never attended to); a context longer than the
+model's window keeps its latest tokens.
+"""
+from __future__ import annotations
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from gptjax.model.transformer import Transformer
+
+
+@functools.partial(jax.jit, static_argnames=("spec",))
+def _token_logprobs(params, inputs_BxL, targets_BxL, segments_BxL, *, spec):
+    logits = Transformer(spec).apply({"params": params}, inputs_BxL, None, segments_BxL)
+    logp = jax.nn.log_softmax(logits.astype(jnp.float32), axis=-1)
+    picked = jnp.take_along_axis(logp, targets_BxL[..., None], axis=-1)[..., 0]
+    greedy = jnp.argmax(logits, axis=-1) == targets_BxL
+    return picked, greedy
+
+
+def width_bucket(n: int, cap: int, step: int = 32) -> int:
+    """`n` rounded up to a multiple of `step`, at most `cap`: few distinct shapes, few compilations."""
+    return min(cap, -(-n // step) * step)
+
+
+def loglikelihood(params, spec, requests, batch_size: int = 32) -> list[tuple[float, bool]]:
+    """(log P(continuation | context), continuation is the greedy one) for each (context, continuation)."""
+    out: list[tuple[float, bool]] = [None] * len(requests)
+    order = sorted(range(len(requests)), key=lambda i: len(requests[i][0]) + len(requests[i][1]))
+    for lo in range(0, len(order), batch_size):
+        chunk = order[lo:lo + batch_size]
+        seqs = []
+        for i in chunk:
+            context, continuation = list(requests[i][0]), list(requests[i][1])
+            if not continuation:
+                raise ValueError("a continuation needs at least one token")
+            seq = (context + continuation)[-(spec.max_seq_len + 1):]
+            seqs.append((seq, len(continuation)))
+        width = width_bucket(max(len(s) - 1 for s, _ in seqs), spec.max_seq_len)
+        inputs, targets = np.zeros((batch_size, width), np.int32), np.zeros((batch_size, width), np.int32)
+        segments, mask = np.zeros((batch_size, width), np.int32), np.zeros((batch_size, width), bool)
+        for r, (seq, n_cont) in enumerate(seqs):
+            n = len(seq) - 1
+            inputs[r, :n], targets[r, :n], segments[r, :n] = seq[:-1], seq[1:], 1
+            mask[r, n - min(n_cont, n):n] = True
+        picked, greedy = (np.asarray(x) for x in _token_logprobs(params, inputs, targets, segments, spec=spec))
+        for r, i in enumerate(chunk):
+            out[i] = (float(picked[r][mask[r]].sum()), bool(greedy[r][mask[r]].all()))
+    return out

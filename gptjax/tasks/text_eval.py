@@ -1,0 +1,140 @@
+"""Score a run trained on a downstream task (translate | sentiment | qa | jsonl) on any file of that task.
+
+Prompts are written as in training (gptjax/data/task_formats.py), answers decoded
+with the KV cache, greedily or by beam search, cut at <eos>:
+
+  translate  `bleu` (sacreBLEU, with `bleu_signature`), `chrf`, `bleu_lc_tok` (lowercased, tokenized)
+  sentiment  `accuracy` of the generated label word, and `accuracy_loglik`: the likelier label word
+  qa         `per_task` error, `mean_error` (a fraction), `failed_tasks` (error > 0.05)
+  jsonl      `accuracy` (exact match)
+
+`run` returns the scores and a function that writes eval_<task>.json / .md next to the run.
+"""
+from __future__ import annotations
+
+import json
+import pathlib
+import time
+
+import jax
+import numpy as np
+
+from gptjax import atomic
+from gptjax.data import task_files
+from gptjax.data.task_formats import format_prompt
+from gptjax.errors import ConfigError
+from gptjax.model.beam import beam_search
+from gptjax.model.decode import decode
+from gptjax.model.scoring import loglikelihood, width_bucket
+from gptjax.model.transformer import Transformer
+from gptjax.tasks.metrics import accuracy, babi_scores, confusion, translation_scores
+from gptjax.train.restore import load_run
+
+TEXT_TASKS = ("translate", "sentiment", "qa", "jsonl")
+MAX_NEW = {"translate": 80, "sentiment": 4, "qa": 8, "jsonl": 64}
+
+
+def read_examples(exp, task: str, path) -> list:
+    """The examples of `path`, read as the task's format (DataError naming file and line)."""
+    cfg = exp.data
+    if task == "translate":
+        return task_files.read_parallel(path, cfg.source_lang, cfg.target_lang)
+    if task == "sentiment":
+        return task_files.read_glue_tsv(path)
+    if task == "qa":
+        return task_files.read_babi(path, cfg.context_lines)
+    return task_files.read_jsonl(path)
+
+
+def prompt_batch(ids_list, width: int) -> dict:
+    """Right-padded prompts (padding: segment id 0) with their lengths."""
+    b = len(ids_list)
+    batch = {"inputs": np.zeros((b, width), np.int32), "positions": np.zeros((b, width), np.int32),
+             "segment_ids": np.zeros((b, width), np.int32), "prompt_len": np.zeros((b,), np.int32)}
+    for r, ids in enumerate(ids_list):
+        batch["inputs"][r, :len(ids)], batch["segment_ids"][r, :len(ids)] = ids, 1
+        batch["positions"][r, :len(ids)], batch["prompt_len"][r] = np.arange(len(ids)), len(ids)
+    return batch
+
+
+def generate_answers(params, spec, tokenizer, prompts: list[str], n_new: int, beam: int = 1, alpha: float = 0.6,
+                     batch_size: int = 64) -> list[str]:
+    """Decoded answers to `prompts` (greedy with beam 1), each cut at <eos>."""
+    n_new = min(n_new, spec.max_seq_len - 1)
+    ids = [tokenizer.encode(p)[-(spec.max_seq_len - n_new):] for p in prompts]  # oldest context goes first
+    order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
+    model, answers = Transformer(spec, decode=True), [""] * len(ids)
+    for lo in range(0, len(order), batch_size):
+        chunk = order[lo:lo + batch_size]
+        rows = [ids[i] for i in chunk] + [ids[chunk[-1]]] * (batch_size - len(chunk))  # one shape per width
+        batch = prompt_batch(rows, width_bucket(max(map(len, rows)), spec.max_seq_len - n_new))
+        if beam > 1:
+            out, _ = beam_search(params, batch, model=model, n_new=n_new, beam=beam, eos_id=tokenizer.eos_id,
+                                 alpha=alpha, batch_axis=1 if spec.scan_layers else 0)
+        else:
+            out = decode(params, batch, jax.random.key(0), model=model, n_new=n_new)
+        for r, i in enumerate(chunk):
+            row = np.asarray(out[r]).tolist()
+            answers[i] = tokenizer.decode(row[:row.index(tokenizer.eos_id)] if tokenizer.eos_id in row else row)
+    return answers
+
+
+def label_by_likelihood(params, spec, tokenizer, prompts, labels=task_files.SENTIMENT_LABELS) -> list[str]:
+    """The label word whose tokens (and <eos>) are likeliest after each prompt."""
+    requests = [(tokenizer.encode(p), tokenizer.encode(label) + [tokenizer.eos_id]) for p in prompts for label in labels]
+    scores = np.asarray([s for s, _ in loglikelihood(params, spec, requests)]).reshape(len(prompts), len(labels))
+    return [labels[i] for i in scores.argmax(axis=1)]
+
+
+def score(task: str, exp, params, tokenizer, examples, beam: int, alpha: float) -> dict:
+    prompts = [format_prompt(task, ex.source) for ex in examples]
+    refs = [ex.target for ex in examples]
+    t0 = time.time()
+    hyps = generate_answers(params, exp.model, tokenizer, prompts, MAX_NEW[task], beam, alpha)
+    result = {"task": task, "examples": len(examples), "beam": beam, "length_penalty": alpha if beam > 1 else None}
+    if task == "translate":
+        result.update(translation_scores(hyps, refs))
+    elif task == "qa":
+        result.update(babi_scores(hyps, refs, [ex.group for ex in examples]))
+    else:
+        result.update(accuracy(hyps, refs))
+        result["confusion"] = confusion(refs, [h.strip() for h in hyps])
+    if task == "sentiment":
+        result["accuracy_loglik"] = accuracy(label_by_likelihood(params, exp.model, tokenizer, prompts), refs)["accuracy"]
+    result["decode_seconds"] = round(time.time() - t0, 2)
+    result["samples"] = [{"prompt": p[-200:], "reference": r, "prediction": h} for p, r, h in
+                         list(zip(prompts, refs, hyps))[:8]]
+    return result
+
+
+def markdown(result: dict) -> str:
+    keys = [k for k in ("bleu", "bleu_lc_tok", "chrf", "accuracy", "accuracy_loglik", "mean_error", "failed_tasks",
+                        "examples", "beam") if k in result]
+    lines = [f"# {result['task']} ({result['data']})", "", "| " + " | ".join(keys) + " |", "|" + "---|" * len(keys),
+             "| " + " | ".join(str(result[k]) for k in keys) + " |"]
+    if "bleu_signature" in result:
+        lines += ["", f"sacreBLEU signature: `{result['bleu_signature']}`"]
+    if "per_task" in result:
+        lines += ["", "| bAbI task | error |", "|---|---|"] + [f"| {t} | {e:.3f} |" for t, e in result["per_task"].items()]
+    lines += ["", "| reference | prediction |", "|---|---|"]
+    lines += [f"| {s['reference']} | {s['prediction']} |" for s in result["samples"]]
+    return "\n".join(lines) + "\n"
+
+
+def run(workdir, task: str, data, *, beam: int = 1, alpha: float = 0.6, limit: int | None = None):
+    """Evaluate the run in `workdir` on the `task` examples at `data`: (scores, a function writing them)."""
+    if task not in TEXT_TASKS:
+        raise ConfigError(f"--task {task!r}: expected one of {', '.join(TEXT_TASKS)}")
+    workdir = pathlib.Path(workdir)
+    exp, params, tokenizer = load_run(workdir)
+    trained = getattr(exp.data, "task", None)
+    if getattr(exp.data, "kind", None) != "task" or trained != task:
+        raise ConfigError(f"{workdir} was not trained on the {task} task (its data: "
+                          f"{trained or getattr(exp.data, 'kind', '?')}); pass the task it learned")
+    examples = read_examples(exp, task, data)[:limit]
+    result = {**score(task, exp, params, tokenizer, examples, beam, alpha), "data": str(data)}
+
+    def write():
+        atomic.write_text(workdir / f"eval_{task}.json", json.dumps(result, indent=1, ensure_ascii=False) + "\n")
+        atomic.write_text(workdir / f"eval_{task}.md", markdown(result))
+    return result, write

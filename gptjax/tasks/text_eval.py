@@ -59,20 +59,22 @@ def prompt_batch(ids_list, width: int) -> dict:
 
 def generate_answers(params, spec, tokenizer, prompts: list[str], n_new: int, beam: int = 1, alpha: float = 0.6,
                      batch_size: int = 64) -> list[str]:
-    """Decoded answers to `prompts` (greedy with beam 1), each cut at <eos>."""
-    n_new = min(n_new, spec.max_seq_len - 1)
-    ids = [tokenizer.encode(p)[-(spec.max_seq_len - n_new):] for p in prompts]  # oldest context goes first
+    """Decoded answers to `prompts` (greedy with beam 1), each cut at <eos>; up to `n_new` tokens each, fewer
+    where a long prompt leaves less of the context window."""
+    reserve = min(n_new, spec.max_seq_len // 2)  # room always left for the answer
+    ids = [tokenizer.encode(p)[-(spec.max_seq_len - reserve):] for p in prompts]  # oldest context goes first
     order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
     model, answers = Transformer(spec, decode=True), [""] * len(ids)
     for lo in range(0, len(order), batch_size):
         chunk = order[lo:lo + batch_size]
         rows = [ids[i] for i in chunk] + [ids[chunk[-1]]] * (batch_size - len(chunk))  # one shape per width
-        batch = prompt_batch(rows, width_bucket(max(map(len, rows)), spec.max_seq_len - n_new))
+        batch = prompt_batch(rows, width_bucket(max(map(len, rows)), spec.max_seq_len - reserve))
+        n = min(n_new, spec.max_seq_len - batch["inputs"].shape[1])
         if beam > 1:
-            out, _ = beam_search(params, batch, model=model, n_new=n_new, beam=beam, eos_id=tokenizer.eos_id,
+            out, _ = beam_search(params, batch, model=model, n_new=n, beam=beam, eos_id=tokenizer.eos_id,
                                  alpha=alpha, batch_axis=1 if spec.scan_layers else 0)
         else:
-            out = decode(params, batch, jax.random.key(0), model=model, n_new=n_new)
+            out = decode(params, batch, jax.random.key(0), model=model, n_new=n)
         for r, i in enumerate(chunk):
             row = np.asarray(out[r]).tolist()
             answers[i] = tokenizer.decode(row[:row.index(tokenizer.eos_id)] if tokenizer.eos_id in row else row)

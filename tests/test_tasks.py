@@ -1,0 +1,279 @@
+"""Downstream tasks: the readers, the packed target-only sequences, beam search, the metrics, and
+scripts/evaluate.py on a small trained task model (all on data made here)."""
+import gzip
+import itertools
+import json
+import os
+import pathlib
+import subprocess
+import sys
+
+import flax
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from gptjax.config import ModelSpec, TaskData
+from gptjax.data import task_files
+from gptjax.errors import DataError
+from gptjax.model.beam import beam_search, length_penalty
+from gptjax.model.decode import decode, text_prompt
+from gptjax.model.scoring import loglikelihood
+from gptjax.model.transformer import Transformer
+from gptjax.tasks.metrics import babi_scores, translation_scores
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+
+BABI = """1 Mary moved to the bathroom.
+2 John went to the hallway.
+3 Where is Mary? \tbathroom\t1
+4 Daniel went back to the hallway.
+5 Where is Daniel? \thallway\t4
+1 Sandra travelled to the office.
+2 Where is Sandra? \toffice\t1
+"""
+
+
+# ------------------------------------------------------------------ readers
+
+def test_parallel_files_plain_and_gzipped_are_read_in_order(tmp_path):
+    (tmp_path / "p.en").write_text("A dog runs.\nTwo cats sleep.\n")
+    (tmp_path / "p.de.gz").write_bytes(gzip.compress("Ein Hund rennt.\nZwei Katzen schlafen.\n".encode()))
+    pairs = task_files.read_parallel(tmp_path / "p", "en", "de")
+    assert [(p.source, p.target) for p in pairs] == [("A dog runs.", "Ein Hund rennt."),
+                                                     ("Two cats sleep.", "Zwei Katzen schlafen.")]
+
+
+@pytest.mark.parametrize("en, de, words", [
+    ("a\nb\n", "x\n", ["has 2 lines", "has 1"]),
+    ("a\n\nc\n", "x\ny\nz\n", ["p.en:2: empty line"]),
+    (None, "x\n", ["no en side", "p.en.gz"]),
+], ids=["unaligned", "empty_line", "missing_side"])
+def test_parallel_files_that_do_not_fit_are_refused_naming_file_and_line(tmp_path, en, de, words):
+    if en is not None:
+        (tmp_path / "p.en").write_text(en)
+    (tmp_path / "p.de").write_text(de)
+    with pytest.raises(DataError) as e:
+        task_files.read_parallel(tmp_path / "p", "en", "de")
+    assert all(w in str(e.value) for w in words), str(e.value)
+
+
+def test_glue_tsv_labels_become_words(tmp_path):
+    path = tmp_path / "dev.tsv"
+    path.write_text("sentence\tlabel\na gem of a film \t1\ndull and slow \t0\n")
+    rows = task_files.read_glue_tsv(path)
+    assert [(r.source, r.target, r.group) for r in rows] == [("a gem of a film", "positive", 1),
+                                                            ("dull and slow", "negative", 0)]
+
+
+@pytest.mark.parametrize("text, words", [
+    ("sentence\tlabel\nfine film\t2\n", ["dev.tsv:2", "label '2'"]),
+    ("text\tlabel\nfine film\t1\n", ["dev.tsv:1", "header"]),
+    ("sentence\tlabel\nno label here\n", ["dev.tsv:2", "sentence<TAB>label"]),
+], ids=["label_outside_set", "wrong_header", "missing_column"])
+def test_glue_tsv_errors_name_file_and_line(tmp_path, text, words):
+    (tmp_path / "dev.tsv").write_text(text)
+    with pytest.raises(DataError) as e:
+        task_files.read_glue_tsv(tmp_path / "dev.tsv")
+    assert all(w in str(e.value) for w in words), str(e.value)
+
+
+def test_babi_questions_carry_their_story_and_task(tmp_path):
+    path = tmp_path / "qa7_counting_test.txt"
+    path.write_text(BABI)
+    qs = task_files.read_babi(path)
+    assert [(q.target, q.group, q.story) for q in qs] == [("bathroom", 7, 0), ("hallway", 7, 0), ("office", 7, 1)]
+    assert qs[1].source == ("Mary moved to the bathroom.\nJohn went to the hallway.\n"
+                            "Daniel went back to the hallway.\nWhere is Daniel?")
+    assert qs[2].source == "Sandra travelled to the office.\nWhere is Sandra?"  # a new story forgets the old
+    assert task_files.read_babi(path, context_lines=1)[1].source == "Daniel went back to the hallway.\nWhere is Daniel?"
+    assert len(task_files.read_babi(tmp_path)) == 3  # a folder of qaN_ files
+
+
+def test_babi_and_jsonl_errors_name_file_and_line(tmp_path):
+    (tmp_path / "qa1_x_test.txt").write_text("1 Mary moved.\nWhere is Mary?\tkitchen\n")
+    with pytest.raises(DataError, match=r"qa1_x_test.txt:2: expected 'ID text'"):
+        task_files.read_babi(tmp_path / "qa1_x_test.txt")
+    (tmp_path / "notes.txt").write_text(BABI)
+    with pytest.raises(DataError, match="named qaN_"):
+        task_files.read_babi(tmp_path / "notes.txt")
+    (tmp_path / "t.jsonl").write_text('{"prompt": "a", "target": "b"}\n\n')
+    with pytest.raises(DataError, match=r"t.jsonl:2: not a JSON object"):
+        task_files.read_jsonl(tmp_path / "t.jsonl")
+    with pytest.raises(DataError, match="does not exist"):
+        task_files.read_jsonl(tmp_path / "missing.jsonl")
+
+
+# ------------------------------------------------------------------ sequences
+
+@pytest.fixture(scope="module")
+def copy_task(tmp_path_factory):
+    """A JSONL task whose target repeats the prompt's words in reverse: learnable in a few hundred steps."""
+    root = tmp_path_factory.mktemp("copy_task")
+    rng = np.random.default_rng(0)
+    words = "red green blue black white pink gold grey".split()
+    for name, n in (("train", 3000), ("validation", 200), ("test", 100)):
+        with open(root / f"{name}.jsonl", "w") as f:
+            for _ in range(n):
+                seq = list(rng.choice(words, rng.integers(2, 5)))
+                f.write(json.dumps({"prompt": " ".join(seq) + " =", "target": " ".join(seq[::-1])}) + "\n")
+    return root
+
+
+def test_packed_rows_learn_only_the_target_and_keep_examples_apart(copy_task, tmp_path, monkeypatch):
+    from gptjax.data.task_pipeline import TaskLMData
+
+    monkeypatch.setenv("GPTJAX_CACHE_DIR", str(tmp_path / "cache"))
+    data = TaskLMData(TaskData(task="jsonl", folder=str(copy_task), tokenizer="byte"), seq_len=40, seed=0)
+    batch = next(data.train_batches(4, 0))
+    tok = data.tokenizer
+    for r in range(4):
+        seg, mask = batch["segment_ids"][r], batch["loss_mask"][r]
+        for s in set(seg.tolist()) - {0}:
+            at = np.nonzero(seg == s)[0]
+            text = tok.decode(batch["inputs"][r][at].tolist())  # <eos> decodes to nothing
+            prompt, target = text[:text.index("=") + 1], text[text.index("=") + 1:]
+            assert batch["positions"][r][at].tolist() == list(range(len(at)))
+            # the loss covers exactly the target's tokens and <eos>, predicted within this example
+            learned = batch["targets"][r][at][mask[at] > 0].tolist()
+            assert learned[-1] == tok.eos_id and tok.decode(learned[:-1]) == target
+            assert mask[at][:len(tok.encode(prompt)) - 1].sum() == 0
+        assert mask[seg == 0].sum() == 0
+
+
+def test_a_prompt_too_long_for_a_row_loses_its_oldest_tokens(tmp_path, monkeypatch):
+    from gptjax.data.task_pipeline import TaskLMData
+
+    monkeypatch.setenv("GPTJAX_CACHE_DIR", str(tmp_path / "cache"))
+    long = {"prompt": "".join(chr(ord("a") + i % 26) for i in range(60)) + "=", "target": "ok"}
+    for name in ("train", "validation"):
+        (tmp_path / f"{name}.jsonl").write_text(json.dumps(long) + "\n" + json.dumps(long) + "\n")
+    data = TaskLMData(TaskData(task="jsonl", folder=str(tmp_path), tokenizer="byte"), seq_len=16, seed=0)
+    row = data.row("train", [0])
+    text = data.tokenizer.decode(row["inputs"].tolist() + [row["targets"][-1]])
+    assert text.endswith("=ok") and long["prompt"].endswith(text[:-2])  # the end of the prompt survives
+    assert row["loss_mask"].sum() == 3  # "o", "k", <eos>
+
+
+# ------------------------------------------------------------------ decoding and scoring
+
+@pytest.fixture(scope="module")
+def peaky_model():
+    """A tiny untied model whose output layer is scaled up, so that its distributions are sharp."""
+    spec = ModelSpec(n_layer=2, n_head=2, d_model=16, vocab_size=4, max_seq_len=12, attention="xla",
+                     tie_embeddings=False)
+    params = flax.linen.meta.unbox(Transformer(spec).init(jax.random.key(3), jnp.zeros((1, 4), jnp.int32))["params"])
+    params["lm_head"]["kernel"] = params["lm_head"]["kernel"] * 60
+    return spec, params
+
+
+def sequence_logprob(spec, params, prompt, seq) -> float:
+    full = jnp.asarray([list(prompt) + list(seq)])[:, :-1]  # the last token is only predicted
+    lp = jax.nn.log_softmax(Transformer(spec).apply({"params": params}, full)[0], -1)
+    return float(sum(lp[len(prompt) - 1 + j, t] for j, t in enumerate(seq)))
+
+
+@pytest.mark.parametrize("eos, alpha", [(2, 0.0), (1, 1.0), (3, 0.6), (0, 0.6)])
+def test_beam_search_finds_what_exhaustive_search_finds(peaky_model, eos, alpha):
+    spec, params = peaky_model
+    n_new = 4
+    for prompt in ([1, 2, 3], [3, 1, 0]):
+        best = max((sequence_logprob(spec, params, prompt, seq) / float(length_penalty(jnp.asarray(len(seq)), alpha)),
+                    seq) for n in range(1, n_new + 1) for seq in itertools.product(range(4), repeat=n)
+                   if eos not in seq[:-1] and (n == n_new or seq[-1] == eos))
+        out, score = beam_search(params, text_prompt(np.asarray([prompt])), model=Transformer(spec, decode=True),
+                                 n_new=n_new, beam=64, eos_id=eos, alpha=alpha)
+        got = np.asarray(out[0]).tolist()
+        got = got[:got.index(eos) + 1] if eos in got else got
+        assert tuple(got) == best[1] and float(score[0]) == pytest.approx(best[0], abs=1e-4)
+
+
+def test_beam_of_one_is_greedy(peaky_model):
+    spec, params = peaky_model
+    prompt = text_prompt(np.asarray([[1, 2, 3], [2, 2, 1]]))
+    model = Transformer(spec, decode=True)
+    greedy = decode(params, prompt, jax.random.key(0), model=model, n_new=5)
+    beamed, _ = beam_search(params, prompt, model=model, n_new=5, beam=1, eos_id=7, alpha=0.0)
+    np.testing.assert_array_equal(greedy, beamed)
+
+
+def test_loglikelihood_equals_a_full_forward_pass(peaky_model):
+    spec, params = peaky_model
+    requests = [([1, 2, 3], [0, 1]), ([3], [2]), ([2, 2, 1, 1, 0, 3, 3, 1, 2, 0], [1, 1, 2])]  # the last is cut
+    got = loglikelihood(params, spec, requests, batch_size=2)
+    for (context, cont), (lp, _) in zip(requests, got):
+        keep = (context + cont)[-(spec.max_seq_len + 1):]
+        want = sequence_logprob(spec, params, keep[:len(keep) - len(cont)], cont)
+        assert lp == pytest.approx(want, abs=1e-4)
+
+
+# ------------------------------------------------------------------ metrics
+
+def test_bleu_is_sacrebleus_on_its_own_known_answer():
+    refs = [["The dog bit the man.", "It was not unexpected.", "The man bit him first."],
+            ["The dog had bit the man.", "No one was surprised.", "The man had bitten the dog."]]
+    hyps = ["The dog bit the man.", "It wasn't surprising.", "The man had just bitten him."]
+    scores = translation_scores(hyps, refs)
+    assert scores["bleu"] == 48.53 and scores["bleu_signature"].startswith("nrefs:2|case:mixed")
+    assert translation_scores(["a b c d"], ["a b c d"])["bleu"] == 100.0
+
+
+def test_babi_scores_count_errors_per_task():
+    scores = babi_scores(["a", "b", "x", "d", "e", "f"], ["a", "b", "c", "d", "e", "g"], [1, 1, 1, 2, 2, 2])
+    assert scores["per_task"] == {"1": pytest.approx(1 / 3), "2": pytest.approx(1 / 3)}
+    assert scores["mean_error"] == pytest.approx(1 / 3) and scores["failed_tasks"] == 2
+
+
+# ------------------------------------------------------------------ end to end
+
+@pytest.fixture(scope="module")
+def copy_run(copy_task, tmp_path_factory):
+    run = tmp_path_factory.mktemp("copy_run") / "run"
+    env = {k: v for k, v in os.environ.items() if k != "GPTJAX_DATA_DIR"}
+    env.update(GPTJAX_CACHE_DIR=str(run.parent / "cache"))
+    sets = ["data.task=jsonl", f"data.folder={copy_task}", "data.tokenizer=byte", "model.n_layer=2",
+            "model.d_model=64", "model.n_head=4", "model.max_seq_len=64", "model.dropout=0", "train.steps=300",
+            "train.batch_size=16", "train.eval_every=300", "train.checkpoint_every=300", "schedule.warmup_steps=20",
+            "schedule.peak_lr=3e-3", "mesh.cpu_devices=1"]
+    proc = subprocess.run([sys.executable, "scripts/train.py", "experiments/translate_multi30k.py", "--workdir", str(run),
+                           "--no_progress", *[f"--set={s}" for s in sets]],
+                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return run, env
+
+
+def evaluate(run, env, *args):
+    return subprocess.run([sys.executable, "scripts/evaluate.py", "--workdir", str(run), *map(str, args)],
+                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
+
+
+@pytest.mark.slow
+def test_a_trained_task_model_is_scored_on_any_file_of_the_task(copy_run, copy_task):
+    run, env = copy_run
+    proc = evaluate(run, env, "--task", "jsonl", "--data", copy_task / "test.jsonl")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    scores = json.loads(proc.stdout)
+    assert scores["examples"] == 100 and scores["accuracy"] > 0.5  # reversing 2-4 words: learned
+    saved = json.loads((run / "eval_jsonl.json").read_text())
+    assert saved["accuracy"] == scores["accuracy"] and (run / "eval_jsonl.md").read_text().startswith("# jsonl")
+    beamed = evaluate(run, env, "--task", "jsonl", "--data", copy_task / "test.jsonl", "--beam", 3)
+    assert beamed.returncode == 0 and json.loads(beamed.stdout)["beam"] == 3
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("case", ["missing", "bad_line", "other_task"])
+def test_evaluate_refuses_bad_data_naming_file_and_line_and_writes_nothing(copy_run, tmp_path, case):
+    run, env = copy_run
+    before = sorted(p.name for p in run.iterdir())
+    data = tmp_path / "bad.jsonl"
+    data.write_text('{"prompt": "red =", "target": "red"}\n{"prompt": "x"}\n')
+    args = {"missing": ["--task", "jsonl", "--data", tmp_path / "nothing.jsonl"],
+            "bad_line": ["--task", "jsonl", "--data", data],
+            "other_task": ["--task", "translate", "--data", data]}[case]
+    proc = evaluate(run, env, *args)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
+    words = {"missing": ["nothing.jsonl", "does not exist"], "bad_line": ["bad.jsonl:2"],
+             "other_task": ["not trained on the translate task"]}[case]
+    assert all(w in proc.stderr for w in words), proc.stderr
+    assert sorted(p.name for p in run.iterdir()) == before

@@ -34,12 +34,17 @@ def both(q, k, v, prefix, block):
     return ref, out
 
 
+# prefixes: none; the first 7 / 30 tokens of each row; the prompt of each packed document (5 and 4 tokens)
+PACKED_PROMPTS = np.zeros((B, L), bool)
+PACKED_PROMPTS[0, :5] = PACKED_PROMPTS[0, 25:29] = PACKED_PROMPTS[1, :6] = True
+
+
 @pytest.mark.parametrize("block", [8, 13, 16, 64])
-@pytest.mark.parametrize("prefix", [None, (7, 30)])
+@pytest.mark.parametrize("prefix", [None, "rows", "packed"])
 @pytest.mark.parametrize("heads", [(4, 4), (4, 2), (4, 1)])
 def test_flash_equals_reference_forward_and_backward(block, prefix, heads):
     q, k, v = qkv(*heads)
-    prefix = None if prefix is None else jnp.asarray(prefix)
+    prefix = {None: None, "rows": IDX < jnp.asarray([7, 30])[:, None], "packed": jnp.asarray(PACKED_PROMPTS)}[prefix]
     ref, out = both(q, k, v, prefix, block)
     np.testing.assert_allclose(np.where(VALID, out, 0), np.where(VALID, ref, 0), atol=2e-6)
     w = jnp.where(VALID, jnp.asarray(np.random.default_rng(5).normal(size=q.shape), jnp.float32), 0.0)

@@ -66,9 +66,13 @@ def test_mask_combines_causal_padding_segments_and_prefix():
     np.testing.assert_array_equal(m, expected)
     # prefix-LM: the first 3 positions see each other both ways, later ones are causal
     ones = jnp.ones((1, 6), jnp.int32)
-    p = np.asarray(attention_mask(idx, idx, ones, ones, jnp.array([3])))[0, 0]
+    p = np.asarray(attention_mask(idx, idx, ones, ones, idx < 3))[0, 0]
     assert p[0, 2] and p[1, 2] and not p[0, 3] and p[4, 3] and not p[3, 4]
     assert p[5].all()
+    # packed prompts: each segment's prefix is visible within that segment only
+    prompts = jnp.array([[True, False, True, True, False, False]])
+    p = np.asarray(attention_mask(idx, idx, seg, seg, prompts))[0, 0]
+    assert p[0, 0] and not p[0, 1] and p[2, 3] and not p[2, 4] and p[4, 3] and not p[1, 2] and not p[5].any()
 
 
 def test_segments_do_not_see_each_other():

@@ -121,11 +121,13 @@ def copy_task(tmp_path_factory):
     return root
 
 
-def test_packed_rows_learn_only_the_target_and_keep_examples_apart(copy_task, tmp_path, monkeypatch):
+@pytest.mark.parametrize("attention", ["causal", "prefix"])
+def test_packed_rows_learn_only_the_target_and_keep_examples_apart(copy_task, tmp_path, monkeypatch, attention):
     from gptjax.data.task_pipeline import TaskLMData
 
     monkeypatch.setenv("GPTJAX_CACHE_DIR", str(tmp_path / "cache"))
-    data = TaskLMData(TaskData(task="jsonl", folder=str(copy_task), tokenizer="byte"), seq_len=40, seed=0)
+    cfg = TaskData(task="jsonl", folder=str(copy_task), tokenizer="byte", attention=attention)
+    data = TaskLMData(cfg, seq_len=40, seed=0)
     batch = next(data.train_batches(4, 0))
     tok = data.tokenizer
     for r in range(4):
@@ -139,6 +141,9 @@ def test_packed_rows_learn_only_the_target_and_keep_examples_apart(copy_task, tm
             learned = batch["targets"][r][at][mask[at] > 0].tolist()
             assert learned[-1] == tok.eos_id and tok.decode(learned[:-1]) == target
             assert mask[at][:len(tok.encode(prompt)) - 1].sum() == 0
+            if attention == "prefix":  # the prompt's tokens, and nothing else, are the example's prefix
+                assert batch["prefix"][r][at].tolist() == [j < len(tok.encode(prompt)) for j in range(len(at))]
+        assert attention == "prefix" or "prefix" not in batch
         assert mask[seg == 0].sum() == 0
 
 
@@ -235,7 +240,7 @@ def copy_run(copy_task, tmp_path_factory):
     sets = ["data.task=jsonl", f"data.folder={copy_task}", "data.tokenizer=byte", "model.n_layer=2",
             "model.d_model=64", "model.n_head=4", "model.max_seq_len=64", "model.dropout=0", "train.steps=300",
             "train.batch_size=16", "train.eval_every=300", "train.checkpoint_every=300", "schedule.warmup_steps=20",
-            "schedule.peak_lr=3e-3", "mesh.cpu_devices=1"]
+            "schedule.peak_lr=3e-3", "mesh.cpu_devices=1", "data.attention=prefix"]
     proc = subprocess.run([sys.executable, "scripts/train.py", "experiments/translate_multi30k.py", "--workdir", str(run),
                            "--no_progress", *[f"--set={s}" for s in sets]],
                           cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)

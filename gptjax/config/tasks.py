@@ -31,6 +31,9 @@ class TaskData:
     val_fraction: float = field(0.1, between(0, 1, low_open=True, high_open=True))  # qa / jsonl: held out
     split_seed: int = field(0, NON_NEGATIVE)  # which examples (bAbI: which stories) are held out
     context_lines: int = field(0, NON_NEGATIVE)  # qa: keep the last N story lines (0: all that fit)
+    # causal: every token sees the ones before it; prefix: the prompt's tokens see the whole prompt
+    # (bidirectional, as an encoder would), the target's see the prompt and the target so far
+    attention: str = field("causal", one_of("causal", "prefix"))
     data_dir: str = ""  # TFDS data dir; empty: the gptjax cache
     kind: str = "task"
 

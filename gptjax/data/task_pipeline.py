@@ -124,7 +124,8 @@ class TaskLMData(BatchSource):
         return order[rows[i]:rows[i + 1]].tolist()
 
     def row(self, split: str, examples: list[int]) -> dict[str, np.ndarray]:
-        """One packed row of `examples`: inputs, targets, loss_mask, segment_ids, positions (length L)."""
+        """One packed row of `examples`: inputs, targets, loss_mask, segment_ids, positions (length L), and
+        with prefix attention `prefix` (the prompts' tokens)."""
         ex, L = self.examples[split], self.seq_len
         row = {"inputs": np.zeros(L + 1, np.int32), "is_target": np.zeros(L + 1, bool),
                "segment_ids": np.zeros(L + 1, np.int32), "positions": np.zeros(L + 1, np.int32)}
@@ -139,9 +140,12 @@ class TaskLMData(BatchSource):
             row["is_target"][at + prompt_len:at + n] = True
             row["segment_ids"][at:at + n], row["positions"][at:at + n] = seg, np.arange(n)
             at += n
-        return {"inputs": row["inputs"][:-1], "targets": row["inputs"][1:],
-                "loss_mask": row["is_target"][1:].astype(np.float32), "segment_ids": row["segment_ids"][:-1],
-                "positions": row["positions"][:-1]}
+        out = {"inputs": row["inputs"][:-1], "targets": row["inputs"][1:],
+               "loss_mask": row["is_target"][1:].astype(np.float32), "segment_ids": row["segment_ids"][:-1],
+               "positions": row["positions"][:-1]}
+        if self.cfg.attention == "prefix":  # each example's prompt is its own bidirectional prefix
+            out["prefix"] = (row["segment_ids"] > 0)[:-1] & ~row["is_target"][:-1]
+        return out
 
     def _batch(self, split: str, rows: list[list[int]]) -> dict[str, np.ndarray]:
         parts = [self.row(split, r) for r in rows]

@@ -118,7 +118,7 @@ class Attention(nn.Module):
     decode: bool = False
 
     @nn.compact
-    def __call__(self, x_BxLxE, positions_BxL, segment_ids_BxL, prefix_len_B=None, deterministic=True):
+    def __call__(self, x_BxLxE, positions_BxL, segment_ids_BxL, prefix_BxL=None, deterministic=True):
         s = self.spec
         h, kh, d = s.n_head, s.kv_heads, s.head_dim
         dtype = jnp.dtype(s.dtype)
@@ -136,19 +136,19 @@ class Attention(nn.Module):
 
         b, l = x_BxLxE.shape[:2]
         q_idx = jnp.broadcast_to(jnp.arange(l), (b, l))
-        k_idx, k_seg = q_idx, segment_ids_BxL
+        k_idx, k_seg, k_prefix = q_idx, segment_ids_BxL, prefix_BxL
         if self.decode:
-            k, v, k_idx, k_seg, q_idx = self._update_cache(k, v, segment_ids_BxL)
+            k, v, k_idx, k_seg, q_idx, k_prefix = self._update_cache(k, v, segment_ids_BxL, prefix_BxL)
 
         impl = choose_implementation(s.attention, s.dtype)
-        plain_causal = not self.decode and prefix_len_B is None
+        plain_causal = not self.decode and prefix_BxL is None
         if impl == "splash" and plain_causal:
             out = splash_attention(q, k, v, segment_ids_BxL)
         elif impl == "flash":
-            out = flash_attention(q, k, v, q_idx, k_idx, segment_ids_BxL, k_seg, prefix_len_B,
+            out = flash_attention(q, k, v, q_idx, k_idx, segment_ids_BxL, k_seg, k_prefix,
                                   block=s.attention_block, causal_skip=not self.decode)
         else:
-            mask = attention_mask(q_idx, k_idx, segment_ids_BxL, k_seg, prefix_len_B)
+            mask = attention_mask(q_idx, k_idx, segment_ids_BxL, k_seg, k_prefix)
             kernel = {"cudnn": cudnn_attention, "naive": naive_attention}.get(impl, xla_attention)
             out = kernel(q, k, v, mask)
         out = constrain(out, ("batch", "length", "heads", "kv"))
@@ -174,8 +174,11 @@ class Attention(nn.Module):
                                shape, jnp.dtype(s.param_dtype)).astype(x_BxLxE.dtype)
         return y
 
-    def _update_cache(self, k_BxLxKxD, v_BxLxKxD, seg_BxL):
-        """Write the new keys/values at the cache index; return the whole cache to attend over."""
+    def _update_cache(self, k_BxLxKxD, v_BxLxKxD, seg_BxL, prefix_BxL=None):
+        """Write the new keys/values at the cache index; return the whole cache to attend over.
+
+        Prefix flags matter only among the tokens written together (a prompt's prefill): every
+        older key already lies before any new query, so the flags are not kept."""
         s = self.spec
         b, l, kh, d = k_BxLxKxD.shape
         shape = (b, s.max_seq_len, kh, d)
@@ -190,4 +193,6 @@ class Attention(nn.Module):
         ci.value = i + l
         k_idx = jnp.broadcast_to(jnp.arange(s.max_seq_len), (b, s.max_seq_len))
         q_idx = jnp.broadcast_to(i + jnp.arange(l), (b, l))
-        return ck.value, cv.value, k_idx, cs.value, q_idx
+        k_prefix = None if prefix_BxL is None else jax.lax.dynamic_update_slice(
+            jnp.zeros((b, s.max_seq_len), bool), prefix_BxL.astype(bool), (0, i))
+        return ck.value, cv.value, k_idx, cs.value, q_idx, k_prefix

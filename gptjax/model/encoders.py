@@ -1,7 +1,7 @@
 """Media encoders: a ViT for images and a log-mel / conv / Transformer encoder for audio.
 
-Both reuse the decoder's `Block` with every key visible (prefix_len = the whole
-length makes the prefix-LM mask bidirectional), so attention kernels, logical
+Both reuse the decoder's `Block` with every key visible (every token marked as
+prefix makes the prefix-LM mask bidirectional), so attention kernels, logical
 sharding names and parameter layout are the decoder's. Shapes: B batch,
 N tokens, E encoder width, H/W image height/width, T samples, F frames, M mels.
 """
@@ -51,7 +51,7 @@ class BidirectionalStack(nn.Module):
         b, n = x_BxNxE.shape[:2]
         positions = jnp.broadcast_to(jnp.arange(n), (b, n))
         segments = jnp.ones((b, n), jnp.int32)
-        everything = jnp.full((b,), n, jnp.int32)  # prefix = whole sequence: no causal mask
+        everything = jnp.ones((b, n), bool)  # every token a prefix: no causal mask
         for i in range(self.spec.n_layer):
             x_BxNxE, _ = Block(self.spec, False, self.deterministic, name=f"h_{i}")(
                 x_BxNxE, positions, segments, everything)

@@ -2,19 +2,19 @@
 from __future__ import annotations
 
 
-def attention_mask(q_idx_BxL, k_idx_BxS, q_seg_BxL=None, k_seg_BxS=None, prefix_len_B=None):
+def attention_mask(q_idx_BxL, k_idx_BxS, q_seg_BxL=None, k_seg_BxS=None, k_prefix_BxS=None):
     """Boolean mask_Bx1xLxS: who may attend to whom.
 
     Causal on absolute indices; a key with segment id 0 is padding; queries see
-    keys of their own segment only; with `prefix_len_B`, keys before the prefix
-    end are visible to every query of the sequence (prefix-LM: bidirectional over
-    the prefix, causal after it).
+    keys of their own segment only; a key marked in `k_prefix_BxS` is visible to
+    every query of its segment (prefix-LM: bidirectional over the prompt, causal
+    after it; the prompt of each packed example is its own prefix).
     """
     q = q_idx_BxL[:, :, None]
     k = k_idx_BxS[:, None, :]
     allowed = k <= q
-    if prefix_len_B is not None:
-        allowed = allowed | (k < prefix_len_B[:, None, None])
+    if k_prefix_BxS is not None:
+        allowed = allowed | k_prefix_BxS[:, None, :].astype(bool)
     if k_seg_BxS is not None:
         allowed = allowed & (k_seg_BxS[:, None, :] != 0)
         if q_seg_BxL is not None:

@@ -81,9 +81,12 @@ class MultimodalLM(nn.Module):
 
     def from_batch(self, batch):
         """Logits [B, L, V] of a batch (training, evaluation, and the prefill when decoding)."""
-        prefix = batch.get("prefix_len") if self.media.mask == "prefix" else None
+        prefix = None
+        if self.media.mask == "prefix":  # media + prompt: the first prefix_len tokens of each row
+            length = batch["inputs"].shape[1]
+            prefix = jnp.arange(length)[None, :] < batch["prefix_len"][:, None]
         return self.llm(positions_BxL=batch.get("positions"), segment_ids_BxL=batch.get("segment_ids"),
-                        prefix_len_B=prefix, embeds_BxLxE=self.embed_batch(batch))
+                        prefix_BxL=prefix, embeds_BxLxE=self.embed_batch(batch))
 
     def step(self, tokens_BxL, positions_BxL):
         """Text tokens only (decoding after the prefill; the cache holds the media)."""

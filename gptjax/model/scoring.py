@@ -19,8 +19,8 @@ from gptjax.model.transformer import Transformer
 
 
 @functools.partial(jax.jit, static_argnames=("spec",))
-def _token_logprobs(params, inputs_BxL, targets_BxL, segments_BxL, *, spec):
-    logits = Transformer(spec).apply({"params": params}, inputs_BxL, None, segments_BxL)
+def _token_logprobs(params, inputs_BxL, targets_BxL, segments_BxL, prefix_BxL, *, spec):
+    logits = Transformer(spec).apply({"params": params}, inputs_BxL, None, segments_BxL, prefix_BxL)
     logp = jax.nn.log_softmax(logits.astype(jnp.float32), axis=-1)
     picked = jnp.take_along_axis(logp, targets_BxL[..., None], axis=-1)[..., 0]
     greedy = jnp.argmax(logits, axis=-1) == targets_BxL
@@ -32,8 +32,10 @@ def width_bucket(n: int, cap: int, step: int = 32) -> int:
     return min(cap, -(-n // step) * step)
 
 
-def loglikelihood(params, spec, requests, batch_size: int = 32) -> list[tuple[float, bool]]:
-    """(log P(continuation | context), continuation is the greedy one) for each (context, continuation)."""
+def loglikelihood(params, spec, requests, batch_size: int = 32, prefix_context: bool = False
+                  ) -> list[tuple[float, bool]]:
+    """(log P(continuation | context), continuation is the greedy one) for each (context, continuation).
+    With `prefix_context` the context is a bidirectional prefix (a model trained with prefix attention)."""
     out: list[tuple[float, bool]] = [None] * len(requests)
     order = sorted(range(len(requests)), key=lambda i: len(requests[i][0]) + len(requests[i][1]))
     for lo in range(0, len(order), batch_size):
@@ -48,11 +50,14 @@ def loglikelihood(params, spec, requests, batch_size: int = 32) -> list[tuple[fl
         width = width_bucket(max(len(s) - 1 for s, _ in seqs), spec.max_seq_len)
         inputs, targets = np.zeros((batch_size, width), np.int32), np.zeros((batch_size, width), np.int32)
         segments, mask = np.zeros((batch_size, width), np.int32), np.zeros((batch_size, width), bool)
+        prefix = np.zeros((batch_size, width), bool)
         for r, (seq, n_cont) in enumerate(seqs):
             n = len(seq) - 1
             inputs[r, :n], targets[r, :n], segments[r, :n] = seq[:-1], seq[1:], 1
             mask[r, n - min(n_cont, n):n] = True
-        picked, greedy = (np.asarray(x) for x in _token_logprobs(params, inputs, targets, segments, spec=spec))
+            prefix[r, :n - min(n_cont, n) + 1] = prefix_context  # the context's inputs (its last one included)
+        picked, greedy = (np.asarray(x) for x in _token_logprobs(params, inputs, targets, segments,
+                                                                  prefix if prefix_context else None, spec=spec))
         for r, i in enumerate(chunk):
             out[i] = (float(picked[r][mask[r]].sum()), bool(greedy[r][mask[r]].all()))
     return out

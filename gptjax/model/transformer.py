@@ -55,11 +55,11 @@ class Block(nn.Module):
     deterministic: bool = True
 
     @nn.compact
-    def __call__(self, x_BxLxE, positions_BxL, segment_ids_BxL, prefix_len_B):
+    def __call__(self, x_BxLxE, positions_BxL, segment_ids_BxL, prefix_BxL):
         s = self.spec
         h = norm(s, "ln_attn")(x_BxLxE)
         x_BxLxE = x_BxLxE + Attention(s, self.decode, name="attn")(
-            h, positions_BxL, segment_ids_BxL, prefix_len_B, self.deterministic)
+            h, positions_BxL, segment_ids_BxL, prefix_BxL, self.deterministic)
         h = norm(s, "ln_mlp")(x_BxLxE)
         x_BxLxE = x_BxLxE + Mlp(s, self.deterministic, name="mlp")(h)
         return constrain(x_BxLxE, ("batch", "length", "act_embed")), None
@@ -104,7 +104,7 @@ class Transformer(nn.Module):
 
     def features_from_batch(self, batch):
         """Final hidden states and the output projection [E, V], for a loss that makes its own logits."""
-        x_BxLxE = self(batch["inputs"], batch.get("positions"), batch.get("segment_ids"), batch.get("prefix_len"),
+        x_BxLxE = self(batch["inputs"], batch.get("positions"), batch.get("segment_ids"), batch.get("prefix"),
                        features_only=True)
         if self.spec.tie_embeddings:
             w_ExV = self.wte.embedding.T
@@ -114,13 +114,13 @@ class Transformer(nn.Module):
 
     def from_batch(self, batch):
         """Logits for a training batch (inputs, positions, segment_ids)."""
-        return self(batch["inputs"], batch.get("positions"), batch.get("segment_ids"), batch.get("prefix_len"))
+        return self(batch["inputs"], batch.get("positions"), batch.get("segment_ids"), batch.get("prefix"))
 
     def step(self, tokens_BxL, positions_BxL):
         """Logits of new tokens at `positions` (decoding, after the prompt filled the cache)."""
         return self(tokens_BxL, positions_BxL)
 
-    def __call__(self, tokens_BxL=None, positions_BxL=None, segment_ids_BxL=None, prefix_len_B=None,
+    def __call__(self, tokens_BxL=None, positions_BxL=None, segment_ids_BxL=None, prefix_BxL=None,
                  embeds_BxLxE=None, features_only=False):
         s = self.spec
         x_BxLxE = self.embed(tokens_BxL) if embeds_BxLxE is None else embeds_BxLxE.astype(s.dtype)
@@ -134,10 +134,10 @@ class Transformer(nn.Module):
         x_BxLxE = self.drop(x_BxLxE, deterministic=self.deterministic)
         x_BxLxE = constrain(x_BxLxE, ("batch", "length", "act_embed"))
         if s.scan_layers:
-            x_BxLxE, _ = self.layers(x_BxLxE, positions_BxL, segment_ids_BxL, prefix_len_B)
+            x_BxLxE, _ = self.layers(x_BxLxE, positions_BxL, segment_ids_BxL, prefix_BxL)
         else:
             for layer in self.layers:
-                x_BxLxE, _ = layer(x_BxLxE, positions_BxL, segment_ids_BxL, prefix_len_B)
+                x_BxLxE, _ = layer(x_BxLxE, positions_BxL, segment_ids_BxL, prefix_BxL)
         x_BxLxE = self.ln_f(x_BxLxE)
         if features_only:
             return x_BxLxE

@@ -83,6 +83,8 @@ class WorkdirLM:
         if self.exp.media is not None:
             raise ConfigError(f"{workdir} is a multimodal run; lm-eval scores text models")
         self.spec = self.exp.model
+        # a task run trained with data.attention=prefix reads its contexts as bidirectional prefixes
+        self.prefix = getattr(self.exp.data, "attention", "causal") == "prefix"
 
     def encode(self, text: str) -> list[int]:
         try:
@@ -119,7 +121,8 @@ class WorkdirLM:
         """(log P(continuation | context), greedy) per (context ids, continuation ids)."""
         out = [(0.0, True)] * len(pairs)  # an empty continuation is certain
         todo = [i for i, (_, continuation) in enumerate(pairs) if continuation]
-        scored = loglikelihood(self.params, self.spec, [pairs[i] for i in todo], self.batch_size) if todo else []
+        scored = loglikelihood(self.params, self.spec, [pairs[i] for i in todo], self.batch_size,
+                               prefix_context=self.prefix) if todo else []
         for i, answer in zip(todo, scored):
             out[i] = answer
         return out
@@ -172,7 +175,7 @@ class WorkdirLM:
                 k = min(n_new - len(out[live[0]]), max(1, window // 2))
                 rows = [(prompts[i] + out[i])[-(window - k):] for i in live]
                 rows += [rows[-1]] * (self.batch_size - len(rows))  # one compiled shape per width
-                batch = prompt_batch(rows, width_bucket(max(map(len, rows)), window - k))
+                batch = prompt_batch(rows, width_bucket(max(map(len, rows)), window - k), self.prefix)
                 new = np.asarray(decode(self.params, batch, jax.random.key(0), model=model, n_new=k))
                 for r, i in enumerate(live):
                     out[i] += new[r].tolist()

@@ -46,19 +46,22 @@ def read_examples(exp, task: str, path) -> list:
     return task_files.read_jsonl(path)
 
 
-def prompt_batch(ids_list, width: int) -> dict:
-    """Right-padded prompts (padding: segment id 0) with their lengths."""
+def prompt_batch(ids_list, width: int, prefix: bool = False) -> dict:
+    """Right-padded prompts (padding: segment id 0) with their lengths; with `prefix`, each prompt is a
+    bidirectional prefix (a run trained with data.attention=prefix)."""
     b = len(ids_list)
     batch = {"inputs": np.zeros((b, width), np.int32), "positions": np.zeros((b, width), np.int32),
              "segment_ids": np.zeros((b, width), np.int32), "prompt_len": np.zeros((b,), np.int32)}
     for r, ids in enumerate(ids_list):
         batch["inputs"][r, :len(ids)], batch["segment_ids"][r, :len(ids)] = ids, 1
         batch["positions"][r, :len(ids)], batch["prompt_len"][r] = np.arange(len(ids)), len(ids)
+    if prefix:
+        batch["prefix"] = batch["segment_ids"] > 0
     return batch
 
 
 def generate_answers(params, spec, tokenizer, prompts: list[str], n_new: int, beam: int = 1, alpha: float = 0.6,
-                     batch_size: int = 64) -> list[str]:
+                     batch_size: int = 64, prefix: bool = False) -> list[str]:
     """Decoded answers to `prompts` (greedy with beam 1), each cut at <eos>; up to `n_new` tokens each, fewer
     where a long prompt leaves less of the context window."""
     reserve = min(n_new, spec.max_seq_len // 2)  # room always left for the answer
@@ -68,7 +71,7 @@ def generate_answers(params, spec, tokenizer, prompts: list[str], n_new: int, be
     for lo in range(0, len(order), batch_size):
         chunk = order[lo:lo + batch_size]
         rows = [ids[i] for i in chunk] + [ids[chunk[-1]]] * (batch_size - len(chunk))  # one shape per width
-        batch = prompt_batch(rows, width_bucket(max(map(len, rows)), spec.max_seq_len - reserve))
+        batch = prompt_batch(rows, width_bucket(max(map(len, rows)), spec.max_seq_len - reserve), prefix)
         n = min(n_new, spec.max_seq_len - batch["inputs"].shape[1])
         if beam > 1:
             out, _ = beam_search(params, batch, model=model, n_new=n, beam=beam, eos_id=tokenizer.eos_id,
@@ -81,10 +84,12 @@ def generate_answers(params, spec, tokenizer, prompts: list[str], n_new: int, be
     return answers
 
 
-def label_by_likelihood(params, spec, tokenizer, prompts, labels=task_files.SENTIMENT_LABELS) -> list[str]:
+def label_by_likelihood(params, spec, tokenizer, prompts, labels=task_files.SENTIMENT_LABELS,
+                        prefix: bool = False) -> list[str]:
     """The label word whose tokens (and <eos>) are likeliest after each prompt."""
     requests = [(tokenizer.encode(p), tokenizer.encode(label) + [tokenizer.eos_id]) for p in prompts for label in labels]
-    scores = np.asarray([s for s, _ in loglikelihood(params, spec, requests)]).reshape(len(prompts), len(labels))
+    scores = np.asarray([s for s, _ in loglikelihood(params, spec, requests, prefix_context=prefix)])
+    scores = scores.reshape(len(prompts), len(labels))
     return [labels[i] for i in scores.argmax(axis=1)]
 
 
@@ -92,7 +97,8 @@ def score(task: str, exp, params, tokenizer, examples, beam: int, alpha: float) 
     prompts = [format_prompt(task, ex.source) for ex in examples]
     refs = [ex.target for ex in examples]
     t0 = time.time()
-    hyps = generate_answers(params, exp.model, tokenizer, prompts, MAX_NEW[task], beam, alpha)
+    prefix = exp.data.attention == "prefix"
+    hyps = generate_answers(params, exp.model, tokenizer, prompts, MAX_NEW[task], beam, alpha, prefix=prefix)
     result = {"task": task, "examples": len(examples), "beam": beam, "length_penalty": alpha if beam > 1 else None}
     if task == "translate":
         result.update(translation_scores(hyps, refs))
@@ -102,7 +108,8 @@ def score(task: str, exp, params, tokenizer, examples, beam: int, alpha: float) 
         result.update(accuracy(hyps, refs))
         result["confusion"] = confusion(refs, [h.strip() for h in hyps])
     if task == "sentiment":
-        result["accuracy_loglik"] = accuracy(label_by_likelihood(params, exp.model, tokenizer, prompts), refs)["accuracy"]
+        by_likelihood = label_by_likelihood(params, exp.model, tokenizer, prompts, prefix=prefix)
+        result["accuracy_loglik"] = accuracy(by_likelihood, refs)["accuracy"]
     result["decode_seconds"] = round(time.time() - t0, 2)
     result["samples"] = [{"prompt": p[-200:], "reference": r, "prediction": h} for p, r, h in
                          list(zip(prompts, refs, hyps))[:8]]

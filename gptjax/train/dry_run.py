@@ -128,10 +128,10 @@ def plan(exp: Experiment) -> dict:
                           "the dry run with JAX_PLATFORMS=cpu; scripts/train.py --dry_run then creates the CPU "
                           "devices the mesh needs") from None
     notes = []
-    if exp.media is None:
+    if exp.data.kind == "text":
         vocab, vocab_source = resolve_vocab(exp)
         example = text_batch(exp.model.max_seq_len)
-    else:  # multimodal batches carry media arrays whose shapes only the data knows
+    else:  # multimodal and task batches carry keys (media arrays, prefix masks) only the data knows
         data = build_data(exp)
         vocab, vocab_source = data.vocab_size, "the data's tokenizer"
         example = next(iter(data.eval_batches(exp.train.batch_size, 1, *batch_process_slice(mesh))))

@@ -1,0 +1,22 @@
+"""bAbI question answering (the 20 tasks, 1k training questions each), one model trained on all 20.
+
+Each question is its story so far (the last 50 lines, as End-To-End Memory Networks keep) and the
+question, then the answer + <eos>; the loss is on the answer only. A SentencePiece model small
+enough to keep bAbI's words whole is trained on the training questions. 10% of each task's stories
+are held out for choosing settings; scripts/evaluate.py scores any bAbI file or folder.
+
+  python scripts/train.py experiments/qa_babi.py --workdir runs/qa_babi
+  python scripts/evaluate.py --workdir runs/qa_babi --task qa --data path/to/babi/en-test-folder
+Expect: see the closing notes of issue 15 for the measured figures.
+"""
+from gptjax.config import Experiment, Mesh, ModelSpec, Optimizer, Schedule, TaskData, Train
+
+EXPERIMENT = Experiment(
+    model=ModelSpec(flavour="gpt2", n_layer=4, n_head=4, d_model=192, max_seq_len=384, dropout=0.1),
+    schedule=Schedule("warmup_cosine", peak_lr=1e-3, warmup_steps=200, end_lr=5e-5),
+    optimizer=Optimizer(b1=0.9, b2=0.98, weight_decay=0.1, clip_norm=1.0),
+    data=TaskData(task="qa", sp_vocab_size=600, val_fraction=0.1, context_lines=50),
+    train=Train(steps=4000, batch_size=16, eval_every=500, eval_batches=30, checkpoint_every=1000,
+                log_every=50, sample_tokens=0),
+    mesh=Mesh(cpu_devices=2),
+)

@@ -282,3 +282,19 @@ def test_evaluate_refuses_bad_data_naming_file_and_line_and_writes_nothing(copy_
              "other_task": ["not trained on the translate task"]}[case]
     assert all(w in proc.stderr for w in words), proc.stderr
     assert sorted(p.name for p in run.iterdir()) == before
+
+
+def test_prompt_loss_weighs_the_prompt_in_training_rows_only(copy_task, tmp_path, monkeypatch):
+    from gptjax.data.task_pipeline import TaskLMData
+
+    monkeypatch.setenv("GPTJAX_CACHE_DIR", str(tmp_path / "cache"))
+    data = TaskLMData(TaskData(task="jsonl", folder=str(copy_task), tokenizer="byte", prompt_loss=0.25), 40, 0)
+    train, evaluation = next(data.train_batches(2, 0)), next(data.eval_batches(2, 1))
+    for batch, prompt_weight in ((train, 0.25), (evaluation, 0.0)):
+        seg, mask = batch["segment_ids"][0], batch["loss_mask"][0]
+        at = np.nonzero(seg == 1)[0]
+        prompt_len = data.tokenizer.decode(batch["inputs"][0][at].tolist()).index("=") + 1
+        # predictions of the prompt's own next tokens (within the example) get the weight; the target's get 1
+        assert mask[at][:prompt_len - 1].tolist() == [prompt_weight] * (prompt_len - 1)
+        assert set(mask[at][prompt_len - 1:].tolist()) <= {1.0, 0.0} and mask[at][prompt_len - 1] == 1.0
+        assert mask[seg == 0].sum() == 0

@@ -34,6 +34,9 @@ class TaskData:
     # causal: every token sees the ones before it; prefix: the prompt's tokens see the whole prompt
     # (bidirectional, as an encoder would), the target's see the prompt and the target so far
     attention: str = field("causal", one_of("causal", "prefix"))
+    # weight of the prompt's own next-token loss next to the target's (1): 0 learns the target only; a
+    # little language modelling of the prompt can help a model that starts from nothing
+    prompt_loss: float = field(0.0, between(0, 1))
     data_dir: str = ""  # TFDS data dir; empty: the gptjax cache
     kind: str = "task"
 

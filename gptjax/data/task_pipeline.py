@@ -1,7 +1,8 @@
 """Downstream-task batches: prompt/target records -> token ids -> packed rows -> grain batches.
 
 Each example is `prompt ids + target ids + <eos>`; the loss is on the target and
-<eos> only. Examples are packed into rows of `seq_len + 1` tokens: each keeps
+<eos> only (training rows add the prompt's own loss weighted by data.prompt_loss,
+0 by default; evaluation rows never do, so eval losses compare). Examples are packed into rows of `seq_len + 1` tokens: each keeps
 its own segment id and positions from 0, so attention never crosses examples.
 A prompt too long for a row loses its oldest tokens (a bAbI story its first lines).
 
@@ -123,7 +124,7 @@ class TaskLMData(BatchSource):
         i = r - self._epoch_starts[e]
         return order[rows[i]:rows[i + 1]].tolist()
 
-    def row(self, split: str, examples: list[int]) -> dict[str, np.ndarray]:
+    def row(self, split: str, examples: list[int], prompt_loss: float = 0.0) -> dict[str, np.ndarray]:
         """One packed row of `examples`: inputs, targets, loss_mask, segment_ids, positions (length L), and
         with prefix attention `prefix` (the prompts' tokens)."""
         ex, L = self.examples[split], self.seq_len
@@ -140,15 +141,16 @@ class TaskLMData(BatchSource):
             row["is_target"][at + prompt_len:at + n] = True
             row["segment_ids"][at:at + n], row["positions"][at:at + n] = seg, np.arange(n)
             at += n
-        out = {"inputs": row["inputs"][:-1], "targets": row["inputs"][1:],
-               "loss_mask": row["is_target"][1:].astype(np.float32), "segment_ids": row["segment_ids"][:-1],
-               "positions": row["positions"][:-1]}
+        same_example = (row["segment_ids"][1:] == row["segment_ids"][:-1]) & (row["segment_ids"][1:] > 0)
+        weights = np.where(row["is_target"][1:], 1.0, prompt_loss * same_example)
+        out = {"inputs": row["inputs"][:-1], "targets": row["inputs"][1:], "loss_mask": weights.astype(np.float32),
+               "segment_ids": row["segment_ids"][:-1], "positions": row["positions"][:-1]}
         if self.cfg.attention == "prefix":  # each example's prompt is its own bidirectional prefix
             out["prefix"] = (row["segment_ids"] > 0)[:-1] & ~row["is_target"][:-1]
         return out
 
     def _batch(self, split: str, rows: list[list[int]]) -> dict[str, np.ndarray]:
-        parts = [self.row(split, r) for r in rows]
+        parts = [self.row(split, r, self.cfg.prompt_loss if split == "train" else 0.0) for r in rows]
         return {k: np.stack([p[k] for p in parts]) for k in parts[0]}
 
     # ---- batches ------------------------------------------------------------------

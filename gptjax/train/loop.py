@@ -87,8 +87,7 @@ def run(exp, workdir, *, force: bool = False, progress: bool = True, stop_after:
         state, start = initial_state(run_, ckpt, init_params)
     log.info("model: %s parameters; compile %.1fs; mesh %s",
              f"{sum(int(np.prod(x.shape)) for x in jax.tree.leaves(state.params)):,}", run_.compile_s, dict(mesh.shape))
-    if exp.optimizer.lora_rank or exp.optimizer.freeze:
-        log.info("%s", footprint(state))
+    log.info("%s", footprint(state))
     if start >= t.steps:  # finished: leave the workdir as it is
         ckpt.close()
         return RunResult(state, spec, data, {}, None, 0.0, start_step=start)

@@ -193,3 +193,48 @@ def test_a_quantized_workdir_does_not_train_nor_teach(runs, int8):
         run(dataclasses.replace(exp, train=dataclasses.replace(exp.train, distill_from=str(int8))),
             runs["root"] / "student", progress=False)
     assert sorted(p.name for p in int8.rglob("*")) == before and not (runs["root"] / "student").exists()
+
+
+@pytest.mark.parametrize("quantized", ["int8_tree", "qat"])
+def test_chunked_cross_entropy_sees_the_same_quantized_weights(quantized):
+    import dataclasses
+
+    from gptjax.train.step import model_cross_entropy
+
+    for kw in ({}, {"tie_embeddings": False}):
+        spec, x, params = tiny(**kw)
+        if quantized == "qat":
+            spec = dataclasses.replace(spec, quant="int8")
+        else:
+            params = quant.quantize_params(params, 8)
+        batch = {"inputs": x, "targets": jnp.roll(x, -1, axis=1), "loss_mask": jnp.ones(x.shape, jnp.float32)}
+        whole, _ = model_cross_entropy(params, batch, Transformer(spec))
+        chunked, _ = model_cross_entropy(params, batch, Transformer(dataclasses.replace(spec, loss_chunk=4)))
+        assert float(chunked) == pytest.approx(float(whole), rel=1e-5)
+        plain, _ = model_cross_entropy(quant.dequantize_params(quant.quantize_params(tiny(**kw)[2], 8)), batch,
+                                       Transformer(dataclasses.replace(spec, quant="none")))
+        assert float(whole) == pytest.approx(float(plain), rel=1e-5)
+
+
+def test_a_quantized_task_model_is_scored_by_evaluate(runs, tmp_path):
+    import dataclasses
+
+    from gptjax.config import TaskData
+    from gptjax.convert.quantize import quantize_workdir
+    from gptjax.tasks.text_eval import run as evaluate
+    from gptjax.train.loop import run
+
+    rng = np.random.default_rng(0)
+    for name, n in (("train", 300), ("validation", 30), ("test", 20)):
+        with open(tmp_path / f"{name}.jsonl", "w") as f:
+            for _ in range(n):
+                seq = list(rng.choice("red green blue".split(), rng.integers(1, 3)))
+                f.write(json.dumps({"prompt": " ".join(seq) + " =", "target": seq[0]}) + "\n")
+    exp = dataclasses.replace(experiment(tmp_path, steps=20), data=TaskData(task="jsonl", folder=str(tmp_path),
+                                                                           tokenizer="byte"))
+    run(exp, tmp_path / "task", progress=False)
+    report = quantize_workdir(tmp_path / "task", tmp_path / "task_int8", sample_tokens=0)
+    assert abs(report["eval_loss_int8"] - report["eval_loss_fp32"]) < 0.01 * report["eval_loss_fp32"]
+    scores = {w: evaluate(tmp_path / w, "jsonl", tmp_path / "test.jsonl")[0] for w in ("task", "task_int8")}
+    assert scores["task_int8"]["examples"] == 20 and 0 <= scores["task_int8"]["accuracy"] <= 1
+    assert abs(scores["task_int8"]["accuracy"] - scores["task"]["accuracy"]) <= 0.1

@@ -58,10 +58,6 @@ class QuantizedArray:
     def dtype(self):
         return self.scale.dtype
 
-    @property
-    def T(self):  # noqa: N802 - numpy's name (Transformer.features_from_batch uses it on the embedding)
-        return self.dequantize(self.scale.dtype).T
-
 
 def channel_axes(ndim: int, input_axes) -> tuple[int, ...]:
     return tuple(i for i in range(ndim) if i not in input_axes)
@@ -137,7 +133,7 @@ def is_quantized(params) -> bool:
 
 def tree_bytes(params) -> int:
     """Bytes the arrays of a tree hold (integers and scales for a quantized one)."""
-    return int(sum(np.asarray(x).nbytes if not hasattr(x, "nbytes") else x.nbytes for x in jax.tree.leaves(params)))
+    return int(sum(x.nbytes for x in jax.tree.leaves(params)))
 
 
 def to_saved(params):

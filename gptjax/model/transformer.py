@@ -115,10 +115,10 @@ class Transformer(nn.Module):
         x_BxLxE = self(batch["inputs"], batch.get("positions"), batch.get("segment_ids"), batch.get("prefix_len"),
                        features_only=True)
         if self.spec.tie_embeddings:
-            w_ExV = (self._qat_embedding() if self.spec.quant != "none" else self.wte.embedding).T
+            w_ExV = kernel(self.wte.embedding, self.spec, (1,)).T
         else:
-            w_ExV = nn.meta.unbox(self.lm_head.variables["params"]["kernel"])
-        return x_BxLxE, w_ExV.astype(self.spec.dtype)
+            w_ExV = kernel(nn.meta.unbox(self.lm_head.variables["params"]["kernel"]), self.spec, (0,))
+        return x_BxLxE, w_ExV
 
     def from_batch(self, batch):
         """Logits for a training batch (inputs, positions, segment_ids)."""

@@ -104,23 +104,31 @@ def distill_loss(params, teacher_params, batch, model, distill: Distill, rngs):
     return a * t * t * kl / n + (1.0 - a) * ce / n, (count, kl / n)
 
 
-def loss_fn(params, batch, model: nn.Module, rng, lora=None, distill=None, teacher_params=None):
-    """Mean loss per target token, and (token count, mean distillation KL). With `lora` (the optimizer
-    config) the adapters are folded into their kernels first; with `distill` the teacher's soft
-    targets join the data's."""
+def loss_fn(params, batch, model: nn.Module, rng, lora=None):
+    """Mean loss per target token, and the token count. With `lora` (the optimizer config) the
+    adapters are folded into their kernels first."""
     if lora is not None:
         params = lora_lib.merge(params, lora)
-    if distill is not None:
-        return distill_loss(params, teacher_params, batch, model, distill, {"dropout": rng})
     total, count = model_cross_entropy(params, batch, model, {"dropout": rng})
-    return total / jnp.maximum(count, 1.0), (count, jnp.zeros((), jnp.float32))
+    return total / jnp.maximum(count, 1.0), count
+
+
+def objective(params, batch, rng, *, model, lora=None, distill=None, teacher_params=None):
+    """What the train step differentiates: the loss, and (token count, mean distillation KL); with
+    `distill` the teacher's soft targets join the data's."""
+    if distill is None:
+        loss, count = loss_fn(params, batch, model, rng, lora)
+        return loss, (count, jnp.zeros((), jnp.float32))
+    if lora is not None:
+        params = lora_lib.merge(params, lora)
+    return distill_loss(params, teacher_params, batch, model, distill, {"dropout": rng})
 
 
 def train_step(state: TrainState, batch, teacher_params=None, *, model, tx, schedule, seed: int, grad_accum: int,
                lora=None, distill=None):
     """One optimizer update; with grad_accum > 1 the batch is split into micro-batches."""
     rng = jax.random.fold_in(jax.random.key(seed), state.step)
-    grad_fn = jax.value_and_grad(functools.partial(loss_fn, model=model, lora=lora, distill=distill,
+    grad_fn = jax.value_and_grad(functools.partial(objective, model=model, lora=lora, distill=distill,
                                                    teacher_params=teacher_params), has_aux=True)
     if grad_accum == 1:
         (loss, (_, kl)), grads = grad_fn(state.params, batch, rng=rng)

@@ -18,7 +18,8 @@ from gptjax.model.transformer import Transformer
 from gptjax.train import lora
 from helpers.tiny_runs import corpus, experiment
 
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "scripts"))
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "scripts"))
 
 
 def tiny(**kw):
@@ -160,7 +161,8 @@ def test_what_cannot_work_exits_2_and_writes_nothing(runs, capsys, tmp_path, cas
             "with_freeze": "optimizer.freeze=wte"}.get(case)
     argv = {"export_unmerged": ["export", "--workdir", str(lora_run), "--out", str(tmp_path / "out")],
             "merge_plain": ["merge-lora", "--workdir", str(runs["root"] / "base"), "--out", str(tmp_path / "out")]
-            }.get(case) or [str(pathlib.Path(__file__).resolve().parents[1] / "experiments/shakespeare_char_cpu.py"), "--workdir", str(tmp_path / "out"), "--no_progress",
+            }.get(case) or [str(ROOT / "experiments/shakespeare_char_cpu.py"), "--workdir", str(tmp_path / "out"),
+                            "--no_progress",
                             *[f"--set={s}" for s in ("data.dataset=text", f"data.files={text}", "model.n_layer=1",
                                                       "mesh.cpu_devices=1", "optimizer.lora_rank=2", sets)]]
     capsys.readouterr()

@@ -158,7 +158,8 @@ def test_int4_packs_two_values_a_byte_and_reads_back_exactly(runs, capsys):
 
 
 def test_a_qat_run_loses_nothing_when_quantized(runs, capsys):
-    status, report = quantize_cli(capsys, "--workdir", runs["qat"], "--out", runs["root"] / "qat8", "--sample_tokens", 0)
+    status, report = quantize_cli(capsys, "--workdir", runs["qat"], "--out", runs["root"] / "qat8",
+                                  "--sample_tokens", 0)
     assert status == 0
     assert report["eval_loss_int8"] == pytest.approx(report["eval_loss_fp32"], abs=1e-5)
     assert report["eval_loss_fp32"] == pytest.approx(runs["qat_eval"], abs=1e-5)

@@ -4,13 +4,14 @@ Post-training (a quantized workdir, gptjax/convert/quantize.py) and quantization
 (`model.quant`) share one rule: each output channel of a weight gets the scale absmax / (qmax + 0.5),
 the values are rounded to integers in [-2^(bits-1), 2^(bits-1) - 1] (qwix's `absmax` calibration),
 and the matmul sees `q * scale`. Which axes are a weight's inputs (reduced for the scale) and which
-are its channels comes from gptjax/model/layers.py: weight_axes.
+are its channels comes from gptjax/model/weights.py: weight_axes.
 
-qwix computes the integers and scales. Its model-level providers are not used: PTQ's
-`quantize_params` leaves nn.Embed's lookup in float, and both PTQ and QT find weights by tracing
-a matmul's operand back to a module parameter, which fails on our attention (qwix 0.1.8 asserts
-'lhs and rhs cannot be both weights' on the qkv projection). So the model calls `kernel` at each
-weight's one place of use (gptjax/model/layers.py), and the quantized tree holds `QuantizedArray`s.
+qwix computes the integers and scales. Its model-level providers are not used: PTQ quantizes a
+weight where a matmul takes it, so nn.Embed's lookup stays float, and both PTQ and QT find
+weights by tracing a matmul's operand back to a module parameter, which fails on our attention
+(qwix 0.1.8 asserts 'lhs and rhs cannot be both weights' on the qkv projection). So the model
+calls `kernel` (gptjax/model/layers.py) at each weight's one place of use, and the quantized
+tree holds `QuantizedArray`s.
 """
 from __future__ import annotations
 

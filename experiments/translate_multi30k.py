@@ -15,8 +15,8 @@ EXPERIMENT = Experiment(
     model=ModelSpec(flavour="gpt2", n_layer=4, n_head=4, d_model=256, max_seq_len=128, dropout=0.1),
     schedule=Schedule("warmup_cosine", peak_lr=1e-3, warmup_steps=200, end_lr=5e-5),
     optimizer=Optimizer(b1=0.9, b2=0.98, weight_decay=0.1, clip_norm=1.0),
-    data=TaskData(task="translate", source_lang="en", target_lang="de", sp_vocab_size=8000),
-    train=Train(steps=6000, batch_size=32, eval_every=500, eval_batches=30, checkpoint_every=1000,
+    data=TaskData(task="translate", source_lang="en", target_lang="de", sp_vocab_size=8000, attention="prefix"),
+    train=Train(steps=4000, batch_size=32, eval_every=500, eval_batches=30, checkpoint_every=500,
                 log_every=50, sample_tokens=0),
     mesh=Mesh(cpu_devices=2),
 )

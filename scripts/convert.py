@@ -3,6 +3,7 @@
     python scripts/convert.py import --from hf --dir HF_DIR --out WORKDIR
     python scripts/convert.py export --workdir WORKDIR --to hf --out HF_DIR
     python scripts/convert.py logits --workdir WORKDIR --ids 3,1,4,1,5     (or --text "Hello")
+    python scripts/convert.py merge-lora --workdir LORA_RUN --out WORKDIR
 
 Import reads GPT-2 and LLaMA-family folders (config.json + model.safetensors or
 sharded safetensors; no PyTorch needed) and writes a workdir that scripts/train.py
@@ -33,6 +34,9 @@ def parse_args(argv=None):
     src = lg.add_mutually_exclusive_group(required=True)
     src.add_argument("--ids", help="comma-separated token ids, e.g. 3,1,4,1,5")
     src.add_argument("--text", help="text, encoded with the run's tokenizer")
+    mg = sub.add_parser("merge-lora", help="a LoRA run -> a plain workdir with the adapters folded in")
+    mg.add_argument("--workdir", required=True)
+    mg.add_argument("--out", required=True, help="the new workdir (must not exist, or be empty)")
     return p.parse_args(argv)
 
 
@@ -55,6 +59,10 @@ def main(argv=None):
         for note in export_hf(a.workdir, a.out):
             print(note)
         print(f"exported {a.workdir} to {a.out}")
+    elif a.command == "merge-lora":
+        from gptjax.convert.lora_merge import merge_lora_workdir
+
+        print(merge_lora_workdir(a.workdir, a.out))
     else:
         from gptjax.convert.logits import workdir_logits
 

@@ -46,6 +46,9 @@ class ModelSpec:
     param_dtype: str = field("float32", DTYPES)
     remat: str = field("none", one_of("none", "full", "dots", "dots_no_batch"))
     scan_layers: bool = False
+    # quantization-aware training: every kernel and the embedding fake-quantized per channel in the
+    # forward pass, full-precision gradients (straight-through); gptjax/model/quant.py
+    quant: str = field("none", one_of("none", "int8", "int4"))
 
     @property
     def head_dim(self) -> int:
@@ -95,6 +98,11 @@ class Optimizer:
     clip_norm: float = field(1.0, NON_NEGATIVE)  # 0 disables clipping
     grad_accum: int = field(1, POSITIVE)  # micro-batches per step; batch_size is the whole step's batch
     freeze: str = ""  # regex over parameter paths (e.g. "^llm/|^image_encoder/"): matches get no updates
+    # LoRA (gptjax/train/lora.py): rank > 0 adds adapters beside the kernels whose path matches
+    # lora_targets (re.search) and trains only them; the update is (lora_alpha / lora_rank) * A @ B
+    lora_rank: int = field(0, NON_NEGATIVE)
+    lora_alpha: float = field(16.0, POSITIVE)
+    lora_targets: str = r"(attn|mlp)/.*(kernel|weight)$"  # the attention and MLP projections
 
 
 @dataclasses.dataclass(frozen=True)
@@ -113,6 +121,11 @@ class Train:
     nonfinite: str = field("stop", one_of("stop", "skip"))  # what a non-finite loss or gradient does
     max_skips: int = field(10, POSITIVE)  # with nonfinite=skip: stop after this many bad steps in a row
     spike_sigmas: float = field(6.0, NON_NEGATIVE)  # log a loss spike this many running std devs above; 0 off
+    # knowledge distillation (gptjax/train/distill.py): a trained run's workdir as the frozen teacher;
+    # loss = alpha * T^2 * KL(teacher || student, both at temperature T) + (1 - alpha) * cross-entropy
+    distill_from: str = ""
+    distill_temperature: float = field(2.0, POSITIVE)
+    distill_alpha: float = field(0.5, between(0, 1))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -145,6 +158,20 @@ class Experiment:
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2, sort_keys=False)
 
+    def _check_efficiency(self) -> None:
+        """LoRA and distillation settings that cannot work together with the rest."""
+        o, t = self.optimizer, self.train
+        if o.lora_rank and o.freeze:
+            raise ConfigError("optimizer.freeze and optimizer.lora_rank > 0 together: LoRA already freezes every "
+                              "parameter but the adapters; leave optimizer.freeze empty")
+        if o.lora_rank and not o.lora_targets:
+            raise ConfigError("optimizer.lora_targets is empty: give a regex over parameter paths")
+        if t.distill_from and self.model.loss_chunk:
+            raise ConfigError("train.distill_from compares whole logits of teacher and student: set "
+                              "model.loss_chunk=0")
+        if t.distill_from and self.media is not None:
+            raise ConfigError("train.distill_from is for text and task models; this experiment has media")
+
     def validate(self) -> "Experiment":
         """Refuse bad values and impossible shapes with a message naming the field and what would fit."""
         for section in ("model", "schedule", "optimizer", "data", "train", "mesh", "media"):
@@ -167,12 +194,13 @@ class Experiment:
         if t.batch_size % self.optimizer.grad_accum:
             raise ConfigError(f"train.batch_size={t.batch_size} is not divisible by "
                               f"optimizer.grad_accum={self.optimizer.grad_accum}")
-        if self.optimizer.freeze:
+        for key in ("freeze", "lora_targets"):
             try:
-                re.compile(self.optimizer.freeze)
+                re.compile(getattr(self.optimizer, key))
             except re.error as e:
-                raise ConfigError(f"optimizer.freeze={self.optimizer.freeze!r} is not a valid regular "
+                raise ConfigError(f"optimizer.{key}={getattr(self.optimizer, key)!r} is not a valid regular "
                                   f"expression: {e}") from None
+        self._check_efficiency()
         if sum(getattr(self.mesh, a) == -1 for a in ("data", "fsdp", "tensor")) > 1:
             raise ConfigError("at most one mesh axis may be -1")
         for section in (self.data, self.media):

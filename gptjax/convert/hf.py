@@ -25,7 +25,8 @@ from gptjax.convert import hf_gpt2, hf_llama, safetensors_io
 from gptjax.convert.hf_tokenizer import load_hf_tokenizer, save_hf_tokenizer
 from gptjax.convert.workdir import check_new_folder, experiment_source, finetune_experiment, write_workdir
 from gptjax.errors import ConversionError
-from gptjax.train.restore import load_run
+from gptjax.model.quant import dequantize_params
+from gptjax.train.restore import load_run, read_run_config
 
 ARCHITECTURES = {m.MODEL_TYPE: m for m in (hf_gpt2, hf_llama)}
 
@@ -140,7 +141,12 @@ def export_hf(workdir, hf_dir) -> list[str]:
     """Write the workdir's newest checkpoint as an HF folder; returns notes to print."""
     workdir, hf_dir = pathlib.Path(workdir), pathlib.Path(hf_dir)
     check_new_folder(hf_dir, "output folder")
+    if read_run_config(workdir).optimizer.lora_rank:
+        raise ConversionError(f"{workdir} is a LoRA run whose adapters are not merged; merge them first: "
+                              f"python scripts/convert.py merge-lora --workdir {workdir} --out MERGED, then export "
+                              "MERGED")
     exp, params, tokenizer = load_run(workdir)
+    params = dequantize_params(params)  # a quantized workdir exports its integers times their scales
     if exp.media is not None:
         raise ConversionError(f"{workdir} is a multimodal run; only text decoders export to Hugging Face")
     spec = exp.model

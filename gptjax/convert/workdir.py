@@ -93,14 +93,15 @@ def initial_state(exp: config.Experiment, params: dict) -> TrainState:
 
 
 def write_workdir(out: pathlib.Path, exp: config.Experiment, params: dict, tokenizer, meta: dict,
-                  experiment_py: str) -> None:
+                  experiment_py: str | None = None) -> None:
     """Write the whole workdir into a hidden sibling, then rename it to `out`."""
     check_new_folder(out, "workdir")
     state = initial_state(exp, params)
     with atomic.new_folder(out) as tmp:
         atomic.write_text(tmp / "config.json", exp.to_json() + "\n")
         tokenizer.save(tmp / "tokenizer")
-        atomic.write_text(tmp / "experiment.py", experiment_py)
+        if experiment_py is not None:
+            atomic.write_text(tmp / "experiment.py", experiment_py)
         ckpt = Checkpointer(tmp, keep=exp.train.keep_checkpoints, async_save=False)
         ckpt.save(0, state, meta, force=True)
         ckpt.close()

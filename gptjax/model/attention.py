@@ -14,6 +14,7 @@ import jax.numpy as jnp
 
 from gptjax.model.flash_attention import flash_attention
 from gptjax.model.fusion_fence import cpu_fence
+from gptjax.model.layers import kernel as weight
 from gptjax.model.masks import attention_mask
 from gptjax.parallel.rules import constrain
 
@@ -155,7 +156,7 @@ class Attention(nn.Module):
         w_out = self.param("out_kernel", nn.with_logical_partitioning(
             nn.initializers.normal(0.02 / (2 * s.n_layer) ** 0.5), ("heads", "kv", "embed")),
             (h, d, s.d_model), jnp.dtype(s.param_dtype))
-        y = jnp.einsum("blhd,hde->ble", out, w_out.astype(dtype))
+        y = jnp.einsum("blhd,hde->ble", out, weight(w_out, s, (0, 1)))
         if s.use_bias:
             y = y + self.param("out_bias", nn.with_logical_partitioning(nn.initializers.zeros, ("embed",)),
                                (s.d_model,), jnp.dtype(s.param_dtype)).astype(dtype)
@@ -168,7 +169,7 @@ class Attention(nn.Module):
                                                                         ("embed", *axes)),
                        (s.d_model, *shape), jnp.dtype(s.param_dtype))
         letters = "xyz"[:len(shape)]
-        y = jnp.einsum(f"ble,e{letters}->bl{letters}", x_BxLxE, w.astype(x_BxLxE.dtype))
+        y = jnp.einsum(f"ble,e{letters}->bl{letters}", x_BxLxE, weight(w, s, (0,)))
         if s.use_bias:
             y = y + self.param(f"{name}_bias", nn.with_logical_partitioning(nn.initializers.zeros, axes),
                                shape, jnp.dtype(s.param_dtype)).astype(x_BxLxE.dtype)

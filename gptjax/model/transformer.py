@@ -12,7 +12,8 @@ import jax.numpy as jnp
 
 from gptjax.model.attention import Attention
 from gptjax.model.fusion_fence import cpu_fence
-from gptjax.model.layers import Linear, dense, norm
+from gptjax.model.layers import QUANT_BITS, Linear, dense, kernel, norm
+from gptjax.model.quant import qat_dot_general
 from gptjax.parallel.rules import constrain
 
 REMAT_POLICIES = {
@@ -34,11 +35,11 @@ class Mlp(nn.Module):
             w = self.param("wi_kernel", nn.with_logical_partitioning(nn.initializers.normal(0.02),
                                                                       ("embed", "stack", "mlp")),
                            (s.d_model, 2, s.ff_dim), s.param_dtype)
-            gate_up = jnp.einsum("ble,esf->blsf", x_BxLxE.astype(s.dtype), w.astype(s.dtype))
+            gate_up = jnp.einsum("ble,esf->blsf", x_BxLxE.astype(s.dtype), kernel(w, s, (0,)))
             h_BxLxF = nn.silu(gate_up[..., 0, :]) * gate_up[..., 1, :]
             h_BxLxF = constrain(h_BxLxF, ("batch", "length", "mlp"))
             y = dense(s.d_model, "wo", ("mlp", "embed"), s.dtype, s.param_dtype, use_bias=False,
-                      std=out_std)(h_BxLxF)
+                      std=out_std, quant=s.quant)(h_BxLxF)
         else:  # GELU MLP, weights [out, in]
             h_BxLxF = nn.gelu(cpu_fence(Linear(s.ff_dim, s, ("mlp", "embed"), 0.02, name="wi")(x_BxLxE)),
                               approximate=True)
@@ -93,24 +94,31 @@ class Transformer(nn.Module):
             self.layers = [block(s, self.decode, self.deterministic, name=f"h_{i}") for i in range(s.n_layer)]
         self.ln_f = norm(s, "ln_f")
         if not s.tie_embeddings:
+            qat = {} if s.quant == "none" else {"dot_general": qat_dot_general(QUANT_BITS[s.quant])}
             self.lm_head = nn.Dense(s.vocab_size, use_bias=False, dtype=s.dtype, param_dtype=s.param_dtype,
                                     kernel_init=nn.with_logical_partitioning(
-                                        nn.initializers.normal(0.02), ("embed", "vocab")))
+                                        nn.initializers.normal(0.02), ("embed", "vocab")), **qat)
         self.drop = nn.Dropout(s.dropout)
 
     def embed(self, tokens_BxL):
         """Token embeddings (before positions); multimodal models splice media in here."""
+        if self.spec.quant != "none":  # training with quantization: look up the rounded rows
+            return jnp.take(self._qat_embedding(), tokens_BxL, axis=0)
         return self.wte(tokens_BxL)
+
+    def _qat_embedding(self):
+        """The embedding as quantization-aware training sees it (per row, like every other weight)."""
+        return kernel(self.wte.embedding, self.spec, (1,))
 
     def features_from_batch(self, batch):
         """Final hidden states and the output projection [E, V], for a loss that makes its own logits."""
         x_BxLxE = self(batch["inputs"], batch.get("positions"), batch.get("segment_ids"), batch.get("prefix"),
                        features_only=True)
         if self.spec.tie_embeddings:
-            w_ExV = self.wte.embedding.T
+            w_ExV = kernel(self.wte.embedding, self.spec, (1,)).T
         else:
-            w_ExV = nn.meta.unbox(self.lm_head.variables["params"]["kernel"])
-        return x_BxLxE, w_ExV.astype(self.spec.dtype)
+            w_ExV = kernel(nn.meta.unbox(self.lm_head.variables["params"]["kernel"]), self.spec, (0,))
+        return x_BxLxE, w_ExV
 
     def from_batch(self, batch):
         """Logits for a training batch (inputs, positions, segment_ids)."""
@@ -141,7 +149,9 @@ class Transformer(nn.Module):
         x_BxLxE = self.ln_f(x_BxLxE)
         if features_only:
             return x_BxLxE
-        if s.tie_embeddings:
+        if s.tie_embeddings and s.quant != "none":
+            logits_BxLxV = jnp.einsum("ble,ve->blv", x_BxLxE, self._qat_embedding())
+        elif s.tie_embeddings:
             logits_BxLxV = self.wte.attend(x_BxLxE)
         else:
             logits_BxLxV = self.lm_head(x_BxLxE)

@@ -25,8 +25,11 @@ from gptjax.model import flops
 from gptjax.parallel.mesh import batch_process_slice
 from gptjax.train.checkpoint import (Checkpointer, Saver, load_params, merge_params, param_matches,
                                      restore_newest)
+from gptjax.train.distill import check_teacher, load_teacher
 from gptjax.train.guards import Guards, PreemptionWatch
+from gptjax.train.lora import is_adapter
 from gptjax.train.metrics import RunLog
+from gptjax.train.restore import quantization
 from gptjax.train.setup import assemble, fingerprint, run_mesh, same_fingerprint
 
 log = logging.getLogger(__name__)
@@ -67,13 +70,15 @@ def run(exp, workdir, *, force: bool = False, progress: bool = True, stop_after:
     fresh = not (workdir / "checkpoints").is_dir()  # init_from matters only to a run that has not started
     if t.init_from and fresh and not (pathlib.Path(t.init_from) / "checkpoints").is_dir():
         raise ConfigError(f"train.init_from={t.init_from}: not a run folder (no checkpoints/ in it)")
+    refuse_quantized(workdir, t)
     with doing("preparing the data"):
         mesh = run_mesh(exp)
         data = build_data(exp, tokenizer_dir=workdir / "tokenizer" if (workdir / "tokenizer").exists() else None)
         # one real batch: its shapes compile the step, and reading it checks the data before anything is written
         example = next(iter(data.eval_batches(t.batch_size, 1, *batch_process_slice(mesh))))
+    teacher = teacher_of(exp, data, mesh)
     with doing("compiling the steps"):
-        run_ = assemble(exp, example, data.vocab_size, mesh)
+        run_ = assemble(exp, example, data.vocab_size, mesh, teacher)
     compiled, spec, primary = run_.compiled, run_.spec, jax.process_index() == 0
     init_params = pretrained(run_, t) if fresh else None  # read and checked before the workdir is touched
     with doing("opening the workdir"):
@@ -82,6 +87,7 @@ def run(exp, workdir, *, force: bool = False, progress: bool = True, stop_after:
         state, start = initial_state(run_, ckpt, init_params)
     log.info("model: %s parameters; compile %.1fs; mesh %s",
              f"{sum(int(np.prod(x.shape)) for x in jax.tree.leaves(state.params)):,}", run_.compile_s, dict(mesh.shape))
+    log.info("%s", footprint(state))
     if start >= t.steps:  # finished: leave the workdir as it is
         ckpt.close()
         return RunResult(state, spec, data, {}, None, 0.0, start_step=start)
@@ -134,6 +140,31 @@ def run(exp, workdir, *, force: bool = False, progress: bool = True, stop_after:
     return RunResult(state, spec, data, runlog.losses, eval_loss, time.time() - t0, preempted, start)
 
 
+def refuse_quantized(workdir, t) -> None:
+    for key, folder in (("--workdir", workdir), ("train.init_from", t.init_from)):
+        if folder and quantization(folder) is not None:
+            raise ConfigError(f"{key} {folder} is a quantized workdir (scripts/quantize.py): it samples and "
+                              "evaluates, it does not train; use the full-precision run it came from")
+
+
+def teacher_of(exp, data, mesh):
+    """train.distill_from's teacher on `mesh`, after checking it reads this run's tokens; None without one."""
+    if not exp.train.distill_from:
+        return None
+    with doing(f"loading the teacher {exp.train.distill_from}"):
+        return load_teacher(exp, check_teacher(exp, data.tokenizer, data.vocab_size), mesh)
+
+
+def footprint(state) -> str:
+    """How many parameters train, and the optimizer state's size: what LoRA and freezing save."""
+    trained = [v for k, v in jax.tree_util.tree_leaves_with_path(state.params) if is_adapter(jax.tree_util.keystr(k))]
+    total = sum(int(np.prod(x.shape)) for x in jax.tree.leaves(state.params))
+    n = sum(int(np.prod(x.shape)) for x in trained)
+    opt = sum(x.nbytes for x in jax.tree.leaves(state.opt_state) if hasattr(x, "nbytes"))
+    return (f"trained: {n:,} of {total:,} parameters ({100 * n / max(total, 1):.2f}%); optimizer state "
+            f"{opt / 2**20:.2f} MiB" if trained else f"optimizer state {opt / 2**20:.2f} MiB")
+
+
 def check_workdir(workdir: pathlib.Path) -> None:
     """Refuse, before any work, a workdir that is a file, lies under a file, or cannot be written."""
     if workdir.exists() and not workdir.is_dir():
@@ -173,6 +204,7 @@ def pretrained(run_, t):
         return None
     source = load_params(t.init_from)
     copied, kept = param_matches(run_.compiled.abstract_state.params, source)
+    kept = [k for k in kept if not is_adapter(k)]  # LoRA's adapters are new by design
     if not copied or (kept and not t.init_from_partial):
         raise ConfigError(
             f"train.init_from={t.init_from}: {len(copied)} of {len(copied) + len(kept)} parameter arrays match by "

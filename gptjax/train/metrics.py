@@ -84,7 +84,7 @@ class RunLog:
             spike = self.guards.spike(s, m)
             self.writer.write(s, loss=m["loss"], lr=m["lr"], grad_norm=m["grad_norm"], tokens_per_sec=rate,
                               mfu=self.mfu(rate) if self.mfu else None, skipped=None if m["finite"] else 1.0,
-                              loss_spike=1.0 if spike else None)
+                              loss_spike=1.0 if spike else None, distill_kl=m.get("distill_kl"))
             self.guards.check(s, m)
         self.bar.update(len(fetched))
         self.bar.set_postfix(loss=f"{self.losses[fetched[-1][0]]:.4f}", tok_s=f"{rate:,.0f}")

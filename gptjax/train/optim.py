@@ -8,6 +8,8 @@ import jax
 import optax
 
 from gptjax.errors import ConfigError
+from gptjax.model.weights import path_text
+from gptjax.train.lora import is_adapter
 
 
 def decay_mask(params):
@@ -49,29 +51,40 @@ def make_optimizer(opt_cfg, schedule_cfg, total_steps: int):
     tx = optax.chain(*parts)
     if getattr(opt_cfg, "freeze", ""):
         tx = freeze(tx, opt_cfg.freeze)
+    if getattr(opt_cfg, "lora_rank", 0):
+        tx = train_only_adapters(tx)
     return tx, schedule
 
 
 def param_path(path) -> str:
     """'llm/h_0/attn/qkv_kernel' for a pytree key path."""
-    return "/".join(str(getattr(k, "key", getattr(k, "name", k))) for k in path)
+    return path_text(path)
 
 
 def freeze(tx, pattern: str):
-    """Parameters whose path matches `pattern` (re.search) get zero updates; the rest get `tx`.
+    """Parameters whose path matches `pattern` (re.search) get zero updates; the rest get `tx`."""
+    regex = re.compile(pattern)  # (validated with the experiment)
+    return freeze_where(tx, lambda path: bool(regex.search(path)), f"optimizer.freeze={pattern!r}")
+
+
+def train_only_adapters(tx):
+    """LoRA: the adapters get `tx`, every other parameter zero updates (gptjax/train/lora.py)."""
+    return freeze_where(tx, lambda path: not is_adapter(path), "LoRA's frozen set (all but the adapters)")
+
+
+def freeze_where(tx, frozen, what: str):
+    """Parameters whose path `frozen(path)` accepts get zero updates; the rest get `tx`.
 
     `optax.multi_transform` with `set_to_zero` for the frozen group: clipping
     sees only the trained parameters' gradients, frozen ones keep no optimizer
     moments and stay bit-identical.
     """
-    regex = re.compile(pattern)  # (validated with the experiment)
-
     def labels(params):
         tree = jax.tree_util.tree_map_with_path(
-            lambda path, _: "frozen" if regex.search(param_path(path)) else "trained", params)
+            lambda path, _: "frozen" if frozen(param_path(path)) else "trained", params)
         if set(jax.tree.leaves(tree)) != {"frozen", "trained"}:
-            what = "no" if "frozen" not in jax.tree.leaves(tree) else "every"
-            raise ConfigError(f"optimizer.freeze={pattern!r} matches {what} parameter; paths look like "
+            none = "frozen" not in jax.tree.leaves(tree)
+            raise ConfigError(f"{what} {'matches no' if none else 'matches every'} parameter; paths look like "
                               f"{param_path(jax.tree_util.tree_leaves_with_path(params)[0][0])!r}")
         return tree
 

@@ -4,19 +4,27 @@
 multimodal run; with `with_data=True` the data object too (built with the
 run's own tokenizer). The newest checkpoint that reads is used; a damaged
 newer one is named in a warning (gptjax/train/checkpoint.py: restore_newest).
+A LoRA run's adapters are folded into their kernels; a quantized workdir's
+kernels stay integers, which the model dequantizes where it uses them.
 """
 from __future__ import annotations
 
+import dataclasses
+import json
 import pathlib
 
 import numpy as np
 
-from gptjax.config import read_config
+from gptjax.config import Optimizer, read_config
 from gptjax.data.build import build_data
 from gptjax.data.tokenizers import load_tokenizer
 from gptjax.errors import ConfigError
-from gptjax.train.checkpoint import Checkpointer, restore_newest
+from gptjax.model.quant import from_saved
+from gptjax.train import lora
+from gptjax.train.checkpoint import Checkpointer, load_state, restore_newest
 from gptjax.train.setup import abstract_state
+
+QUANTIZED = "quantized.json"  # in a workdir written by scripts/quantize.py: its checkpoint holds integers
 
 
 def text_example(exp) -> dict:
@@ -31,31 +39,60 @@ def read_run_config(workdir):
     return read_config(workdir / "config.json")
 
 
-def restore_params(workdir, exp, example: dict):
-    """The parameters of the newest readable checkpoint of `workdir`, laid out for `exp` on one device."""
+def restore_params(workdir, exp, example: dict, mesh=None):
+    """The parameters of the newest readable checkpoint of `workdir`, laid out for `exp` on `mesh` (default:
+    one device). A LoRA run's come with their adapters apart (gptjax/train/lora.py: merge folds them in)."""
     ckpt = Checkpointer(workdir, read_only=True)
     try:
         if not ckpt.all_steps():
             raise ConfigError(f"{workdir} has no checkpoint yet")
-        abstract = abstract_state(exp, example)
+        abstract = abstract_state(exp, example, mesh)
         state, _ = restore_newest(ckpt, lambda step: ckpt.restore(abstract, step)[0])
         return state.params
     finally:
         ckpt.manager.close()
 
 
-def load_run(workdir, with_data: bool = False):
+def quantization(workdir) -> dict | None:
+    """What gptjax/convert/quantize.py wrote about a quantized workdir (bits, source), or None."""
+    path = pathlib.Path(workdir) / QUANTIZED
+    if not path.is_file():
+        return None
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError) as e:
+        raise ConfigError(f"{path} cannot be read ({e}); it is written by scripts/quantize.py") from None
+
+
+def restore_quantized(workdir, exp, example: dict, bits: int):
+    """A quantized workdir's parameters: QuantizedArrays for the kernels and embedding, on one device."""
+    abstract = abstract_state(dataclasses.replace(exp, optimizer=Optimizer()), example).params
+    saved = load_state(pathlib.Path(workdir) / "checkpoints")["params"]
+    return from_saved(saved, abstract, bits)
+
+
+def load_params_of(workdir, exp, example: dict, merge_lora: bool = True, mesh=None):
+    """A run's parameters as the model takes them: LoRA adapters folded in (unless `merge_lora` is
+    False), a quantized workdir's integers kept (the model dequantizes them where it uses them)."""
+    q = quantization(workdir)
+    if q is not None:
+        return restore_quantized(workdir, exp, example, q["bits"])
+    params = restore_params(workdir, exp, example, mesh)
+    return lora.merge(params, exp.optimizer) if merge_lora and exp.optimizer.lora_rank else params
+
+
+def load_run(workdir, with_data: bool = False, merge_lora: bool = True):
     """(experiment, params, tokenizer) of a run, or (experiment, params, data) with `with_data`."""
     workdir = pathlib.Path(workdir)
     exp = read_run_config(workdir)
     tokenizer_dir = workdir / "tokenizer"
     if with_data or exp.media is not None:  # media batches carry arrays whose shapes only the data knows
         data = build_data(exp, tokenizer_dir=tokenizer_dir)
-        params = restore_params(workdir, exp, next(iter(data.eval_batches(1, 1))))
+        params = load_params_of(workdir, exp, next(iter(data.eval_batches(1, 1))), merge_lora)
         return exp, params, (data if with_data else data.tokenizer)
     try:
         tokenizer = load_tokenizer(tokenizer_dir)
     except (OSError, ValueError, KeyError) as e:
         raise ConfigError(f"the tokenizer saved in {tokenizer_dir} cannot be read ({type(e).__name__}: {e}); "
                           "it is written by scripts/train.py with the run") from None
-    return exp, restore_params(workdir, exp, text_example(exp)), tokenizer
+    return exp, load_params_of(workdir, exp, text_example(exp), merge_lora), tokenizer

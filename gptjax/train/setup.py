@@ -55,13 +55,14 @@ class Assembled:
         return self.exp.model
 
 
-def assemble(exp: Experiment, example: dict, vocab_size: int, mesh=None) -> Assembled:
-    """Compile `exp`'s steps for batches shaped like `example` (one row is enough) on `mesh`."""
+def assemble(exp: Experiment, example: dict, vocab_size: int, mesh=None, teacher=None) -> Assembled:
+    """Compile `exp`'s steps for batches shaped like `example` (one row is enough) on `mesh`; with a
+    distillation `teacher` (gptjax/train/distill.py: load_teacher) inside the train step."""
     mesh = run_mesh(exp) if mesh is None else mesh
     spec = resolved_model(exp, vocab_size)
     tx, schedule = make_optimizer(exp.optimizer, exp.schedule, exp.train.steps)
     t0 = time.time()
-    compiled = compile_steps(exp, spec, tx, schedule, mesh, example)
+    compiled = compile_steps(exp, spec, tx, schedule, mesh, example, teacher)
     return Assembled(dataclasses.replace(exp, model=spec), mesh, tx, schedule, compiled, time.time() - t0)
 
 

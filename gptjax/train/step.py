@@ -19,6 +19,7 @@ import optax
 
 from gptjax.model.build import build_model
 from gptjax.parallel import mesh as mesh_lib, rules
+from gptjax.train import lora as lora_lib
 
 
 @flax.struct.dataclass
@@ -75,31 +76,76 @@ def model_cross_entropy(params, batch, model: nn.Module, rngs=None):
     return cross_entropy(logits, batch["targets"], batch["loss_mask"])
 
 
-def loss_fn(params, batch, model: nn.Module, rng):
+def kl_divergence(teacher_logits, student_logits, mask, temperature: float):
+    """Summed KL(teacher || student) over the mask, both distributions softened by `temperature`."""
+    t = jax.nn.log_softmax(teacher_logits.astype(jnp.float32) / temperature, axis=-1)
+    s = jax.nn.log_softmax(student_logits.astype(jnp.float32) / temperature, axis=-1)
+    return jnp.sum(jnp.sum(jnp.exp(t) * (t - s), axis=-1) * mask.astype(jnp.float32))
+
+
+@dataclasses.dataclass(frozen=True)
+class Distill:
+    """The frozen teacher's network and the mix of its soft targets with the data's (train.distill_*)."""
+
+    model: nn.Module
+    temperature: float
+    alpha: float
+
+
+def distill_loss(params, teacher_params, batch, model, distill: Distill, rngs):
+    """alpha * T^2 * KL(teacher || student at T) + (1 - alpha) * cross-entropy, per target token
+    (T^2 keeps the soft targets' gradients on the scale of the hard ones, as Hinton et al. 2015)."""
+    logits = model.apply({"params": params}, batch, method="from_batch", rngs=rngs)
+    teacher_logits = jax.lax.stop_gradient(
+        distill.model.apply({"params": teacher_params}, batch, method="from_batch"))
+    ce, count = cross_entropy(logits, batch["targets"], batch["loss_mask"])
+    kl = kl_divergence(teacher_logits, logits, batch["loss_mask"], distill.temperature)
+    n, t, a = jnp.maximum(count, 1.0), distill.temperature, distill.alpha
+    return a * t * t * kl / n + (1.0 - a) * ce / n, (count, kl / n)
+
+
+def loss_fn(params, batch, model: nn.Module, rng, lora=None):
+    """Mean loss per target token, and the token count. With `lora` (the optimizer config) the
+    adapters are folded into their kernels first."""
+    if lora is not None:
+        params = lora_lib.merge(params, lora)
     total, count = model_cross_entropy(params, batch, model, {"dropout": rng})
     return total / jnp.maximum(count, 1.0), count
 
 
-def train_step(state: TrainState, batch, *, model, tx, schedule, seed: int, grad_accum: int):
+def objective(params, batch, rng, *, model, lora=None, distill=None, teacher_params=None):
+    """What the train step differentiates: the loss, and (token count, mean distillation KL); with
+    `distill` the teacher's soft targets join the data's."""
+    if distill is None:
+        loss, count = loss_fn(params, batch, model, rng, lora)
+        return loss, (count, jnp.zeros((), jnp.float32))
+    if lora is not None:
+        params = lora_lib.merge(params, lora)
+    return distill_loss(params, teacher_params, batch, model, distill, {"dropout": rng})
+
+
+def train_step(state: TrainState, batch, teacher_params=None, *, model, tx, schedule, seed: int, grad_accum: int,
+               lora=None, distill=None):
     """One optimizer update; with grad_accum > 1 the batch is split into micro-batches."""
     rng = jax.random.fold_in(jax.random.key(seed), state.step)
-    grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
+    grad_fn = jax.value_and_grad(functools.partial(objective, model=model, lora=lora, distill=distill,
+                                                   teacher_params=teacher_params), has_aux=True)
     if grad_accum == 1:
-        (loss, _), grads = grad_fn(state.params, batch, model, rng)
+        (loss, (_, kl)), grads = grad_fn(state.params, batch, rng=rng)
     else:
         micro = jax.tree.map(lambda x: x.reshape(grad_accum, -1, *x.shape[1:]), batch)
 
         def body(carry, i_and_mb):
             i, mb = i_and_mb
-            (l, c), g = grad_fn(state.params, mb, model, jax.random.fold_in(rng, i))
+            (l, (c, k)), g = grad_fn(state.params, mb, rng=jax.random.fold_in(rng, i))
             # weight each micro-batch by its token count so the result equals the big batch
-            g_sum, l_sum, c_sum = carry
-            return (jax.tree.map(lambda a, b: a + b * c, g_sum, g), l_sum + l * c, c_sum + c), None
+            g_sum, l_sum, k_sum, c_sum = carry
+            return (jax.tree.map(lambda a, b: a + b * c, g_sum, g), l_sum + l * c, k_sum + k * c, c_sum + c), None
 
         zeros = jax.tree.map(jnp.zeros_like, state.params)
-        (g_sum, l_sum, c_sum), _ = jax.lax.scan(body, (zeros, 0.0, 0.0), (jnp.arange(grad_accum), micro))
+        (g_sum, l_sum, k_sum, c_sum), _ = jax.lax.scan(body, (zeros, 0.0, 0.0, 0.0), (jnp.arange(grad_accum), micro))
         grads = jax.tree.map(lambda g: g / jnp.maximum(c_sum, 1.0), g_sum)
-        loss = l_sum / jnp.maximum(c_sum, 1.0)
+        loss, kl = l_sum / jnp.maximum(c_sum, 1.0), k_sum / jnp.maximum(c_sum, 1.0)
     grad_norm = optax.global_norm(grads)
     updates, opt_state = tx.update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
@@ -110,12 +156,14 @@ def train_step(state: TrainState, batch, *, model, tx, schedule, seed: int, grad
     keep = lambda new, old: jax.tree.map(lambda n, o: jnp.where(finite, n, o), new, old)  # noqa: E731
     metrics = {"loss": loss, "grad_norm": grad_norm, "lr": schedule(state.step), "finite": finite,
                "grads_finite": grads_finite}
+    if distill is not None:
+        metrics["distill_kl"] = kl
     return TrainState(step=state.step + 1, params=keep(params, state.params),
                       opt_state=keep(opt_state, state.opt_state)), metrics
 
 
-def eval_step(params, batch, *, model):
-    return model_cross_entropy(params, batch, model)
+def eval_step(params, batch, *, model, lora=None):
+    return model_cross_entropy(lora_lib.merge(params, lora) if lora is not None else params, batch, model)
 
 
 # ------------------------------------------------------------------ initialisation and compilation
@@ -133,8 +181,14 @@ class Compiled:
     init: Callable
 
 
-def _init_fn(model, rng, example):
-    return model.init({"params": rng}, example, method="from_batch")["params"]
+def _init_fn(model, rng, example, lora=None):
+    params = model.init({"params": rng}, example, method="from_batch")["params"]
+    return lora_lib.add_adapters(params, lora, rng) if lora is not None else params
+
+
+def lora_config(exp):
+    """The optimizer section when the run trains LoRA adapters, else None."""
+    return exp.optimizer if exp.optimizer.lora_rank else None
 
 
 def init_example(example_batch):
@@ -144,12 +198,12 @@ def init_example(example_batch):
 
 def make_state_fns(exp, model_spec, tx, mesh, example_batch):
     """Logical specs, shardings and an init function producing a sharded TrainState."""
-    model = build_model(exp, model_spec)
-    boxed = jax.eval_shape(lambda rng: _init_fn(model, rng, init_example(example_batch)), jax.random.key(0))
+    model, lora = build_model(exp, model_spec), lora_config(exp)
+    boxed = jax.eval_shape(lambda rng: _init_fn(model, rng, init_example(example_batch), lora), jax.random.key(0))
     logical_params = nn.get_partition_spec(boxed)
 
     def init(rng):
-        params = nn.meta.unbox(_init_fn(model, rng, init_example(example_batch)))
+        params = nn.meta.unbox(_init_fn(model, rng, init_example(example_batch), lora))
         return TrainState(step=jnp.zeros((), jnp.int32), params=params, opt_state=tx.init(params))
 
     abstract = jax.eval_shape(init, jax.random.key(0))
@@ -165,28 +219,47 @@ def make_state_fns(exp, model_spec, tx, mesh, example_batch):
     return init, state_sharding, abstract, logical_params
 
 
-def compile_steps(exp, model_spec, tx, schedule, mesh, example_batch) -> Compiled:
-    """Jit and compile init, train and eval steps for batches shaped like `example_batch`."""
+@dataclasses.dataclass
+class Teacher:
+    """A distillation teacher: its network and mix (static), its parameters and their shardings."""
+
+    distill: Distill
+    params: Any
+    sharding: Any
+
+
+def compile_steps(exp, model_spec, tx, schedule, mesh, example_batch, teacher: Teacher | None = None) -> Compiled:
+    """Jit and compile init, train and eval steps for batches shaped like `example_batch`. A `teacher`'s
+    parameters enter the train step as an argument, laid out on the same mesh as the student's."""
     init, state_sharding, abstract, logical = make_state_fns(exp, model_spec, tx, mesh, example_batch)
     batch_sharding = {k: mesh_lib.batch_sharding(mesh, np.ndim(v)) for k, v in example_batch.items()}
     train_model = build_model(exp, model_spec, deterministic=model_spec.dropout == 0.0)
-    eval_model = build_model(exp, model_spec)
+    eval_model, lora = build_model(exp, model_spec), lora_config(exp)
     repl = mesh_lib.replicated(mesh)
     step = jax.jit(functools.partial(train_step, model=train_model, tx=tx, schedule=schedule,
-                                     seed=exp.train.seed, grad_accum=exp.optimizer.grad_accum),
-                   in_shardings=(state_sharding, batch_sharding),
+                                     seed=exp.train.seed, grad_accum=exp.optimizer.grad_accum, lora=lora,
+                                     distill=teacher.distill if teacher else None),
+                   in_shardings=(state_sharding, batch_sharding, *((teacher.sharding,) if teacher else ())),
                    out_shardings=(state_sharding, repl), donate_argnums=(0,))
-    evaluate = jax.jit(functools.partial(eval_step, model=eval_model),
+    evaluate = jax.jit(functools.partial(eval_step, model=eval_model, lora=lora),
                        in_shardings=(state_sharding.params, batch_sharding), out_shardings=(repl, repl))
     init = jax.jit(init, out_shardings=state_sharding)
     # compile ahead of time under the mesh and logical rules, so activation
     # constraints take effect and the compile cost is paid (and timed) once
     abstract_batch = {k: jax.ShapeDtypeStruct((exp.train.batch_size, *np.shape(v)[1:]), np.asarray(v).dtype,
                                               sharding=batch_sharding[k]) for k, v in example_batch.items()}
+    abstract_teacher = () if teacher is None else (jax.tree.map(
+        lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s), teacher.params, teacher.sharding),)
     # (initialisation is traced outside the rules: DenseGeneral initialises flat
     # kernels, which its logical annotations would not fit)
     init = init.lower(jax.ShapeDtypeStruct((), jax.random.key(0).dtype)).compile()
     with rules.activation_rules(mesh):
-        step = step.lower(abstract, abstract_batch).compile()
+        step = step.lower(abstract, abstract_batch, *abstract_teacher).compile()
         evaluate = evaluate.lower(abstract.params, abstract_batch).compile()
+    if teacher is not None:
+        step = functools.partial(_with_teacher, step, teacher.params)
     return Compiled(step, evaluate, state_sharding, batch_sharding, abstract, logical, init)
+
+
+def _with_teacher(step, teacher_params, state, batch):
+    return step(state, batch, teacher_params)

@@ -110,6 +110,7 @@ def restore_newest(ckpt: Checkpointer, read, set_aside: bool = False):
             result = read(step)
         except Exception as e:  # noqa: BLE001 - any failure to read means: try an older step
             quiet_failed_reads()
+            quiet_failed_writes()  # the abandoned readers' tasks log "exception was never retrieved" too
             damaged.append(step)
             why = str(e).split(". See full")[0].splitlines()[0][:200] if str(e) else ""  # TensorStore's are long
             log.warning("checkpoint step %d in %s cannot be read (%s: %s); trying an older one", step,

@@ -186,8 +186,9 @@ def test_audio_encoder_stems_give_a_token_per_four_frames(stem):
     spec.validate()
     enc = AudioEncoder(spec)
     x = np.random.default_rng(3).normal(size=(2, 8000)).astype(np.float32)
-    params = nn.unbox(enc.init(jax.random.key(0), x)["params"])
-    out, seen = enc.apply({"params": params}, x, capture_intermediates=True, mutable=["intermediates"])
+    params = jax.jit(lambda key: nn.unbox(enc.init(key, x)["params"]))(jax.random.key(0))
+    out, seen = jax.jit(lambda p: enc.apply({"params": p}, x, capture_intermediates=True,
+                                            mutable=["intermediates"]))(params)
     out, seen = np.asarray(out), seen["intermediates"]
     assert out.shape == (2, spec.conv_frames, 16) == (2, 25, 16)
     names = set(params)

@@ -100,7 +100,7 @@ def test_torch_reference_computes_the_jax_models_loss_and_gradients(bias):
         logits = model.apply({"params": p}, jnp.asarray(x, jnp.int32))
         return -jnp.take_along_axis(jax.nn.log_softmax(logits), jnp.asarray(y)[..., None], -1).mean()
 
-    jax_loss, jax_grads = jax.value_and_grad(loss_fn)(params)
+    jax_loss, jax_grads = jax.jit(jax.value_and_grad(loss_fn))(params)
     assert abs(float(jax_loss) - np.log(65)) > 0.5  # far from a uniform guess: the weights matter
 
     net = _model(spec)

@@ -327,6 +327,7 @@ def test_import_refuses_a_used_workdir(hf_dirs, tmp_path):
 
 # ------------------------------------------------------------------ fine-tuning the import
 
+@pytest.mark.slow
 def test_generated_experiment_fine_tunes_from_the_imported_weights(hf_dirs, tmp_path, monkeypatch):
     from gptjax.train.loop import run
 

@@ -164,6 +164,7 @@ def test_frozen_parameters_stay_bit_identical(tmp_path):
     assert all(c for k, c in changed.items() if k.startswith("image_projector/") and "kernel" in k)
 
 
+@pytest.mark.slow
 def test_short_caption_training_lowers_the_loss_and_evaluates(tmp_path):
     from gptjax.tasks import media_eval as evaluate
     from gptjax.train import loop as train

@@ -25,7 +25,7 @@ def softmax(z):
 
 def init(module, x, seed=0):
     """Parameters drawn at unit scale (the initialiser's 0.02 would leave every output near its bias)."""
-    shapes = nn.meta.unbox(module.init(jax.random.key(seed), x)["params"])
+    shapes = jax.eval_shape(lambda: nn.meta.unbox(module.init(jax.random.key(seed), x)["params"]))
     rng = np.random.default_rng(seed)
     return jax.tree_util.tree_map_with_path(
         lambda path, s: jnp.asarray((jax.tree_util.keystr(path).endswith("['scale']"))
@@ -38,7 +38,7 @@ X = np.random.default_rng(1).normal(size=(2, 5, 6)).astype(np.float32)  # [B, N 
 def run(kind, n_tokens=0, **kw):
     module = make_projector(kind, 8, n_tokens, **kw)
     params = init(module, X)
-    out = np.asarray(module.apply({"params": params}, X), np.float64)
+    out = np.asarray(jax.jit(module.apply)({"params": params}, X), np.float64)
     return out, jax.tree.map(lambda a: np.asarray(a, np.float64), params)
 
 
@@ -76,5 +76,5 @@ def test_resampler_is_learned_queries_cross_attending_to_inputs_and_themselves(d
     moved = X.copy()
     moved[:, 4] += 1.0
     module = make_projector("resampler", 8, 3, heads=2, depth=depth)
-    changed = np.asarray(module.apply({"params": jax.tree.map(jnp.asarray, p)}, moved)) - out
+    changed = np.asarray(jax.jit(module.apply)({"params": jax.tree.map(jnp.asarray, p)}, moved)) - out
     assert (np.abs(changed).max(axis=-1) > 1e-3).all()

@@ -224,6 +224,7 @@ def test_disk_full_then_read_only_stop_with_a_report_and_keep_the_previous_check
         np.testing.assert_array_equal([got[s] for s in range(40)], [ref[s] for s in range(40)])
 
 
+@pytest.mark.slow
 def test_exploding_learning_rate_stops_with_a_report(env, cmd, tmp_path):
     bad = ["train.steps=20", "schedule.kind=constant", "schedule.warmup_steps=0", "schedule.peak_lr=1e3",
            "optimizer.clip_norm=0", "train.checkpoint_every=1"]
@@ -234,6 +235,7 @@ def test_exploding_learning_rate_stops_with_a_report(env, cmd, tmp_path):
     assert "['h_0']" in msg or "the loss itself" in msg
 
 
+@pytest.mark.slow
 def test_skip_policy_continues_and_counts(env, cmd, tmp_path):
     bad = ["train.steps=30", "schedule.kind=constant", "schedule.warmup_steps=0", "schedule.peak_lr=1e3",
            "optimizer.clip_norm=0", "train.nonfinite=skip", "train.max_skips=4", "train.checkpoint_every=100"]

@@ -221,7 +221,7 @@ def test_init_from_partial_copies_matching_arrays_and_refuses_without_the_flag(t
     partial match is refused."""
     from gptjax.errors import ConfigError
     from gptjax.train.checkpoint import Checkpointer, load_params
-    from gptjax.train.loop import initial_state
+    from gptjax.train.loop import initial_state, pretrained
     from gptjax.train.optim import param_path
     from gptjax.train.setup import assemble
     from gptjax.data.build import build_data
@@ -230,14 +230,16 @@ def test_init_from_partial_copies_matching_arrays_and_refuses_without_the_flag(t
     vqa = apply_overrides(load_experiment(ROOT / "experiments" / "digits_vqa.py"), STAGE)
     run(vqa, tmp_path / "vqa", progress=False)
     stage1 = apply_overrides(load_experiment(ROOT / "experiments" / "digits_caption_stage1.py"),
-                             STAGE + [f"train.init_from={tmp_path / 'vqa'}"])
+                             STAGE + [f"train.init_from={tmp_path / 'vqa'}", "train.init_from_partial=false"])
     data = build_data(stage1)
     assembled = assemble(stage1, next(iter(data.eval_batches(8, 1))), data.vocab_size)
 
     def start(exp, workdir):
+        stage = dataclasses.replace(assembled, exp=exp)  # (the flag changes nothing that is compiled)
+        init_params = pretrained(stage, exp.train)
         ckpt = Checkpointer(workdir)
-        try:  # (the flag changes nothing that is compiled)
-            return initial_state(dataclasses.replace(assembled, exp=exp), ckpt, workdir)
+        try:
+            return initial_state(stage, ckpt, init_params)
         finally:
             ckpt.close()
 

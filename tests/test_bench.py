@@ -22,6 +22,7 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 TINY = ["model.n_layer=1", "model.n_head=2", "model.d_model=32", "model.max_seq_len=16", "train.batch_size=4"]
 
 
+@pytest.mark.slow
 def test_bench_step_figures_agree_with_each_other_and_an_independent_count():
     exp = apply_overrides(load_experiment(ROOT / "experiments" / "shakespeare_char_cpu.py"), TINY)
     t0 = time.perf_counter()

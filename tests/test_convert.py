@@ -247,6 +247,7 @@ def test_tokenizers_travel_into_and_out_of_the_workdir(hf_dirs, tmp_path):
 
 # ------------------------------------------------------------------ command line and refusals
 
+@pytest.mark.slow
 def test_cli_import_logits_export(hf_dirs, tmp_path):
     hf_dir, model = hf_dirs["gpt2_untied"]
     wd = tmp_path / "wd"

@@ -118,7 +118,8 @@ def test_kv_cache_decoding_matches_full_forward(spec):
 
 
 @pytest.mark.parametrize("spec", [GPT2, LLAMA], ids=["gpt2", "llama"])
-@pytest.mark.parametrize("temperature,top_k,top_p", [(0.0, 0, 1.0), (1.0, 0, 1.0), (0.9, 5, 0.8)])
+# greedy, and sampling through every filter (the filters themselves: the top-k / top-p test below)
+@pytest.mark.parametrize("temperature,top_k,top_p", [(0.0, 0, 1.0), (0.9, 5, 0.8)])
 def test_sampling_with_cache_equals_recomputing(spec, temperature, top_k, top_p):
     params = init(spec)
     prompt = tokens(3, 4)

@@ -143,6 +143,7 @@ def tiny_caption_experiment(tmp_path, **optimizer):
         mesh=Mesh(1, 1, 1)).validate()
 
 
+@pytest.mark.slow
 def test_frozen_parameters_stay_bit_identical(tmp_path):
     exp = tiny_caption_experiment(tmp_path, freeze="^llm/|^image_encoder/")
     data = build_data(exp)

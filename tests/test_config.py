@@ -73,7 +73,7 @@ def test_every_shipped_experiment_loads_and_validates(monkeypatch, tmp_path):
             continue
         exp = load_experiment(path)
         exp.validate()
-        assert exp.name == path.stem or exp.name
+        assert exp.name == path.stem  # runs and sweep tables are named after the file
 
 
 def test_every_shipped_sweep_plans(monkeypatch, tmp_path):

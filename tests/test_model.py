@@ -9,8 +9,8 @@ import pytest
 
 from gptjax.config import ModelSpec
 from gptjax.model.attention import xla_attention
-from gptjax.model.decode import generate
-from helpers.reference_decode import generate_without_cache
+from gptjax.model.decode import generate, sample_logits
+from helpers.reference_decode import generate_without_cache, greedy_past_the_window
 from gptjax.model.masks import attention_mask
 from gptjax.model.transformer import Transformer
 
@@ -122,7 +122,8 @@ def test_kv_cache_decoding_matches_full_forward(spec):
 
 
 @pytest.mark.parametrize("spec", [GPT2, LLAMA], ids=["gpt2", "llama"])
-@pytest.mark.parametrize("temperature,top_k,top_p", [(0.0, 0, 1.0), (1.0, 0, 1.0), (0.9, 5, 0.8)])
+# greedy, and sampling through every filter (the filters themselves: the top-k / top-p test below)
+@pytest.mark.parametrize("temperature,top_k,top_p", [(0.0, 0, 1.0), (0.9, 5, 0.8)])
 def test_sampling_with_cache_equals_recomputing(spec, temperature, top_k, top_p):
     params = init(spec)
     prompt = tokens(3, 4)
@@ -132,11 +133,64 @@ def test_sampling_with_cache_equals_recomputing(spec, temperature, top_k, top_p)
     np.testing.assert_array_equal(np.asarray(fast), np.asarray(slow))
 
 
-def test_generation_past_the_context_window_continues():
-    params = init(GPT2)
-    out = generate(params, GPT2, tokens(1, 4), 60, jax.random.key(0), 1.0)
-    assert out.shape == (1, 64)
-    assert int(out.max()) < GPT2.vocab_size
+def filtered_distribution(logits_V, temperature, top_k, top_p):
+    """What sampling should draw from, computed here: softmax at the temperature; the top_k likeliest tokens
+    kept; then, of their renormalised distribution, the likeliest tokens until the mass *before* a token
+    reaches top_p (the first always stays); renormalised again."""
+    z = np.asarray(logits_V, np.float64) / temperature
+    p = np.exp(z - z.max())
+    p /= p.sum()
+    if top_k:
+        p[np.argsort(-z)[top_k:]] = 0.0
+        p /= p.sum()
+    if top_p < 1.0:
+        order = np.argsort(-p)
+        before = np.cumsum(p[order]) - p[order]
+        p[order[before >= top_p]] = 0.0
+        p /= p.sum()
+    return p
+
+
+# two rows with different orders, so a cut-off computed across rows would show
+LOGITS = np.log(np.array([[0.30, 0.02, 0.20, 0.15, 0.03, 0.12, 0.10, 0.08],
+                          [0.05, 0.25, 0.02, 0.01, 0.33, 0.14, 0.12, 0.08]]))
+
+
+# kept: how many tokens of the first row each setting keeps, worked out by hand
+@pytest.mark.parametrize("temperature,top_k,top_p,kept", [(1.0, 0, 1.0, 8), (1.0, 3, 1.0, 3), (1.0, 0, 0.6, 3),
+                                                          (0.5, 5, 0.8, 3), (2.0, 0, 0.9, 7), (1.0, 1, 1.0, 1)])
+def test_top_k_and_top_p_draw_only_the_kept_tokens_in_proportion(temperature, top_k, top_p, kept):
+    n = 100_000
+    logits = jnp.asarray(np.repeat(LOGITS, n, axis=0), jnp.float32)  # rows 0..n-1: LOGITS[0], then LOGITS[1]
+    draws = np.asarray(sample_logits(logits, jax.random.key(0), temperature, top_k, top_p))
+    for row in range(2):
+        want = filtered_distribution(LOGITS[row], temperature, top_k, top_p)
+        got = np.bincount(draws[row * n:(row + 1) * n], minlength=8) / n
+        assert (got[want == 0] == 0).all(), (row, got, want)  # a filtered token is never drawn
+        tolerance = 5 * np.sqrt(want * (1 - want) / n) + 1e-9  # five standard errors
+        assert (np.abs(got - want) <= tolerance).all(), (row, got, want)
+    assert (filtered_distribution(LOGITS[0], temperature, top_k, top_p) > 0).sum() == kept
+    assert len(set(draws[:n].tolist())) == kept
+
+
+def test_generation_past_the_context_window_equals_recomputing_each_window():
+    """44 new tokens with a context of 24: two windows after the first, each restarting from the last
+    half of the sequence. Greedy tokens equal those of a model re-run on that same context for every
+    token. (Weights drawn at unit scale: a freshly initialised model repeats one token, which would
+    hide a wrong context.)"""
+    leaves, tree = jax.tree.flatten(init(GPT2))
+    rng = np.random.default_rng(0)
+    params = jax.tree.unflatten(tree, [jnp.asarray(rng.normal(size=x.shape), jnp.float32) for x in leaves])
+    prompt = tokens(2, 4)
+    out = np.asarray(generate(params, GPT2, prompt, 44, jax.random.key(0), 0.0))
+    reference, gap = greedy_past_the_window(params, GPT2, prompt, 44)
+    assert gap > 1e-3, "near-tied logits: the comparison would hinge on rounding"
+    assert out.shape == (2, 48)
+    assert min(len(set(row[4:].tolist())) for row in reference) >= 5  # a varied continuation
+    np.testing.assert_array_equal(out, reference)
+    long_prompt = tokens(2, 30, seed=7)  # longer than the context: continued from its last half
+    np.testing.assert_array_equal(np.asarray(generate(params, GPT2, long_prompt, 12, jax.random.key(0), 0.0)),
+                                  greedy_past_the_window(params, GPT2, long_prompt, 12)[0])
 
 
 def test_scan_over_layers_equals_unrolled_layers():

@@ -34,25 +34,33 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def job(devices, meshes, workdir, out, extra=()) -> Job:
-    env = dict(os.environ, XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}", JAX_PLATFORMS="cpu")
+def job(devices, meshes, workdir, out, sets, cache, extra=()) -> Job:
+    env = dict(os.environ, XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}", JAX_PLATFORMS="cpu",
+               GPTJAX_CACHE_DIR=str(cache))
     cmd = [sys.executable, str(HELPER), str(EXPERIMENT), "--workdir", str(workdir), "--out", str(out),
-           "--record", *[a for m in meshes for a in ("--mesh", m)], *[a for o in OVERRIDES for a in ("--set", o)],
+           "--record", *[a for m in meshes for a in ("--mesh", m)], *[a for o in sets for a in ("--set", o)],
            *extra]
     return Job(cmd, env, log=pathlib.Path(f"{out}.log"), out=out)
 
 
 @pytest.fixture(scope="module")
-def runs(tmp_path_factory, data_dir):
+def runs(tmp_path_factory, corpus_overrides, text_corpus):
     tmp = tmp_path_factory.mktemp("multihost")
+    sets = OVERRIDES + corpus_overrides
+    # build the dataset once: three processes preparing it into one empty cache at once would take turns
+    subprocess.run([sys.executable, str(ROOT / "scripts" / "prepare_data.py"), "--dataset", "generated",
+                    "--files", str(text_corpus)],
+                   env=dict(os.environ, GPTJAX_CACHE_DIR=str(tmp / "cache")), check=True, capture_output=True,
+                   timeout=300)
     coordinator = f"localhost:{free_port()}"
-    pair = [job(2, ["4x1x1", "1x1x4"], tmp / "two", f"{tmp / 'two.json'}.p{i}",
+    pair = [job(2, ["4x1x1", "1x1x4"], tmp / "two", f"{tmp / 'two.json'}.p{i}", sets, tmp / "cache",
                 ["--coordinator", coordinator, "--num_processes", "2", "--process_id", str(i)])
             for i in range(2)]
-    *two, one = run_jobs(pair + [job(4, ["4x1x1"], tmp / "one", tmp / "one.json")])
+    *two, one = run_jobs(pair + [job(4, ["4x1x1"], tmp / "one", tmp / "one.json", sets, tmp / "cache")])
     return {"two": two, "one": one, "tmp": tmp}
 
 
+@pytest.mark.slow
 def test_two_processes_train_like_one(runs):
     reference = runs["one"]["4x1x1"]["losses"]
     assert sorted(reference, key=int) == [str(s) for s in range(STEPS)]
@@ -64,6 +72,7 @@ def test_two_processes_train_like_one(runs):
                 assert got[step] == pytest.approx(loss, rel=1e-5), (mesh, proc["4x1x1"]["process_index"], step)
 
 
+@pytest.mark.slow
 def test_each_process_reads_a_disjoint_half_of_every_batch(runs):
     one = runs["one"]["4x1x1"]["inputs_read"]
     p0, p1 = (r["4x1x1"]["inputs_read"] for r in runs["two"])
@@ -74,6 +83,7 @@ def test_each_process_reads_a_disjoint_half_of_every_batch(runs):
         assert p0[step] + p1[step] == one[step]  # process order = row order of the global batch
 
 
+@pytest.mark.slow
 def test_processes_sharing_a_tensor_group_read_the_same_rows(runs):
     one = runs["one"]["4x1x1"]["inputs_read"]
     p0, p1 = (r["1x1x4"]["inputs_read"] for r in runs["two"])
@@ -81,6 +91,7 @@ def test_processes_sharing_a_tensor_group_read_the_same_rows(runs):
         assert p0[step] == p1[step] == one[step]
 
 
+@pytest.mark.slow
 def test_parameters_span_both_processes(runs):
     for proc in runs["two"]:
         qkv = proc["1x1x4"]["params"]["['h_0']['attn']['qkv_kernel']"]
@@ -88,6 +99,7 @@ def test_parameters_span_both_processes(runs):
         assert qkv["shard_shapes"] == [[128, 3, 1, 32]]  # 4 heads over tensor=4; this process holds 2
 
 
+@pytest.mark.slow
 def test_two_process_checkpoint_restores_in_one_process(runs):
     """The pair's checkpoint (each process wrote its shards) loads on one device, equal to the reference."""
     from gptjax.train.restore import load_run

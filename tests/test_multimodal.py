@@ -143,6 +143,7 @@ def tiny_caption_experiment(tmp_path, **optimizer):
         mesh=Mesh(1, 1, 1)).validate()
 
 
+@pytest.mark.slow
 def test_frozen_parameters_stay_bit_identical(tmp_path):
     exp = tiny_caption_experiment(tmp_path, freeze="^llm/|^image_encoder/")
     data = build_data(exp)
@@ -164,6 +165,7 @@ def test_frozen_parameters_stay_bit_identical(tmp_path):
     assert all(c for k, c in changed.items() if k.startswith("image_projector/") and "kernel" in k)
 
 
+@pytest.mark.slow
 def test_short_caption_training_lowers_the_loss_and_evaluates(tmp_path):
     from gptjax.tasks import media_eval as evaluate
     from gptjax.train import loop as train

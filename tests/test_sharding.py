@@ -10,6 +10,7 @@ memory and shardings.
 Runs needing several devices are subprocesses (tests/helpers/run_train.py):
 the device count is fixed when JAX starts, and this process has one. They share
 a persistent compilation cache, so a resumed run reuses the first run's compile.
+They train on the generated corpus (its char vocabulary is tiny Shakespeare's 65).
 """
 import dataclasses
 import json
@@ -37,7 +38,7 @@ E, H, D, F, V = 128, 4, 32, 512, 65  # d_model, heads, head dim, MLP hidden, cha
 
 
 def env_for(devices: int, cache_dir: pathlib.Path) -> dict:
-    env = dict(os.environ)
+    env = dict(os.environ, GPTJAX_CACHE_DIR=str(cache_dir / "gptjax"))
     env["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={devices}"
     env["JAX_PLATFORMS"] = "cpu"
     env["JAX_COMPILATION_CACHE_DIR"] = str(cache_dir)
@@ -45,24 +46,30 @@ def env_for(devices: int, cache_dir: pathlib.Path) -> dict:
     return env
 
 
-def job(devices: int, meshes, workdir, out, cache_dir, extra=()) -> Job:
+def job(devices: int, meshes, workdir, out, cache_dir, sets, extra=()) -> Job:
     cmd = [sys.executable, str(HELPER), str(EXPERIMENT), "--workdir", str(workdir), "--out", str(out)]
-    cmd += [a for m in meshes for a in ("--mesh", m)] + [a for o in OVERRIDES for a in ("--set", o)] + list(extra)
+    cmd += [a for m in meshes for a in ("--mesh", m)] + [a for o in sets for a in ("--set", o)] + list(extra)
     return Job(cmd, env_for(devices, cache_dir), log=pathlib.Path(f"{out}.log"), out=out)
 
 
 @pytest.fixture(scope="module")
 def cache(tmp_path_factory):
-    """A compilation cache for this file's subprocesses: identical programs compile once."""
+    """A compilation cache for this file's subprocesses: identical programs compile once (and the
+    gptjax cache, where the corpus is built)."""
     return tmp_path_factory.mktemp("jax_cache")
 
 
 @pytest.fixture(scope="module")
-def runs(tmp_path_factory, data_dir, cache):
+def sets(corpus_overrides):
+    return OVERRIDES + corpus_overrides
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory, sets, cache):
     """First 20 steps on four meshes; then the 2x2x2 step-10 checkpoint resumed on 8x1x1 and 1x1x1."""
     tmp = tmp_path_factory.mktemp("sharding")
-    r8, r1 = run_jobs([job(8, MESHES_8, tmp / "runs", tmp / "r8.json", cache),
-                       job(1, ["1x1x1"], tmp / "runs", tmp / "r1.json", cache)])
+    r8, r1 = run_jobs([job(8, MESHES_8, tmp / "runs", tmp / "r8.json", cache, sets),
+                       job(1, ["1x1x1"], tmp / "runs", tmp / "r1.json", cache, sets)])
     results = {**r8, **r1}
 
     # resume from the 2x2x2 run's step-10 checkpoint on other meshes, for two steps
@@ -71,8 +78,8 @@ def runs(tmp_path_factory, data_dir, cache):
         shutil.copytree(tmp / "runs" / "2x2x2", resumed / mesh)
         shutil.rmtree(resumed / mesh / "checkpoints" / "20")
         (resumed / mesh / "metrics.jsonl").unlink()
-    c8, c1 = run_jobs([job(8, ["8x1x1"], resumed, tmp / "c8.json", cache, ["--stop_after", "12"]),
-                       job(1, ["1x1x1"], resumed, tmp / "c1.json", cache, ["--stop_after", "12"])])
+    c8, c1 = run_jobs([job(8, ["8x1x1"], resumed, tmp / "c8.json", cache, sets, ["--stop_after", "12"]),
+                       job(1, ["1x1x1"], resumed, tmp / "c1.json", cache, sets, ["--stop_after", "12"])])
     return results, {**c8, **c1}
 
 
@@ -80,6 +87,7 @@ def losses(run) -> list[float]:
     return [run["losses"][str(s)] for s in range(len(run["losses"]))]
 
 
+@pytest.mark.slow
 def test_losses_agree_on_every_mesh(runs):
     results, _ = runs
     reference = losses(results["1x1x1"])
@@ -96,6 +104,7 @@ def shards(run, tree, name):
     return leaf["shape"], [tuple(s) for s in leaf["shard_shapes"]], leaf["n_devices"]
 
 
+@pytest.mark.slow
 def test_data_parallel_replicates_parameters(runs):
     run = runs[0]["8x1x1"]
     assert run["device_count"] == 8
@@ -103,6 +112,7 @@ def test_data_parallel_replicates_parameters(runs):
         assert [tuple(s) for s in leaf["shard_shapes"]] == [tuple(leaf["shape"])], name
 
 
+@pytest.mark.slow
 def test_fsdp_splits_embed_axis_of_params_and_optimizer_state(runs):
     run = runs[0]["1x8x1"]
     assert shards(run, "params", "['wte']['embedding']") == ([V, E], [(V, E // 8)], 8)
@@ -115,6 +125,7 @@ def test_fsdp_splits_embed_axis_of_params_and_optimizer_state(runs):
             assert state["shard_shapes"] == leaf["shard_shapes"] and state["spec"] == leaf["spec"], name
 
 
+@pytest.mark.slow
 def test_tensor_parallel_splits_heads_and_mlp(runs):
     run = runs[0]["2x2x2"]
     # qkv [E, 3, H, D]: embed over fsdp, heads over tensor
@@ -127,6 +138,7 @@ def test_tensor_parallel_splits_heads_and_mlp(runs):
     assert [tuple(s) for s in mu["shard_shapes"]] == [(E // 2, 3, H // 2, D)]
 
 
+@pytest.mark.slow
 def test_checkpoint_from_2x2x2_resumes_on_other_meshes(runs):
     results, resumes = runs
     original = results["2x2x2"]["losses"]
@@ -171,9 +183,9 @@ def run_cli(args, devices, cache):
      r"train\.batch_size=6 .*not divisible by mesh data x fsdp = 4x1 = 4"),
 ])
 @pytest.mark.parametrize("dry_run", [False, True])
-def test_cli_refuses_indivisible_mesh(tmp_path, data_dir, cache, overrides, devices, message, dry_run):
+def test_cli_refuses_indivisible_mesh(tmp_path, corpus_overrides, cache, overrides, devices, message, dry_run):
     workdir = tmp_path / "run"
-    args = ["--workdir", str(workdir)] + [a for o in overrides for a in ("--set", o)]
+    args = ["--workdir", str(workdir)] + [a for o in overrides + corpus_overrides for a in ("--set", o)]
     proc = run_cli(args + (["--dry_run"] if dry_run else []), devices, cache)
     assert proc.returncode == 2, proc.stderr[-2000:]
     assert proc.stderr.strip().splitlines()[-1].startswith("error: ")
@@ -183,15 +195,16 @@ def test_cli_refuses_indivisible_mesh(tmp_path, data_dir, cache, overrides, devi
 
 # ---------------------------------------------------------------- one process, several CPU devices
 
-def test_cpu_devices_split_one_process_into_data_parallel_devices(tmp_path, data_dir, cache):
+@pytest.mark.slow
+def test_cpu_devices_split_one_process_into_data_parallel_devices(tmp_path, sets, cache):
     """mesh.cpu_devices (2 in the CPU experiment) gives one process a 2-device data mesh, with the
     losses of a 1-device run up to summation order; a device count in XLA_FLAGS wins."""
     def train(name, extra=(), xla_flags=None):
         env = env_for(1, cache)
         env.pop("XLA_FLAGS") if xla_flags is None else env.update(XLA_FLAGS=xla_flags)
-        sets = [a for o in OVERRIDES + ["train.steps=6", "train.log_every=1", *extra] for a in ("--set", o)]
+        args = [a for o in sets + ["train.steps=6", "train.log_every=1", *extra] for a in ("--set", o)]
         proc = subprocess.run([sys.executable, str(ROOT / "scripts" / "train.py"), str(EXPERIMENT), "--workdir",
-                               str(tmp_path / name), "--no_progress", *sets],
+                               str(tmp_path / name), "--no_progress", *args],
                               env=env, capture_output=True, text=True, timeout=300)
         assert proc.returncode == 0, proc.stderr[-3000:]
         mesh = re.search(r"mesh \{'data': (\d+),", proc.stderr)
@@ -209,14 +222,15 @@ def test_cpu_devices_split_one_process_into_data_parallel_devices(tmp_path, data
 
 # ---------------------------------------------------------------- dry run
 
-def test_dry_run_reports_memory_and_shardings(data_dir, cache):
+@pytest.mark.slow
+def test_dry_run_reports_memory_and_shardings(sets, cache):
     """No XLA_FLAGS: the dry run itself creates the 8 CPU devices the mesh asks for.
 
     (Same program as the 2x2x2 training run above: its compile comes from the cache.)
     """
     env = env_for(8, cache)
     env.pop("XLA_FLAGS")
-    args = ["--dry_run"] + [a for o in OVERRIDES + ["mesh.data=2", "mesh.fsdp=2", "mesh.tensor=2"]
+    args = ["--dry_run"] + [a for o in sets + ["mesh.data=2", "mesh.fsdp=2", "mesh.tensor=2"]
                             for a in ("--set", o)]
     proc = subprocess.run([sys.executable, str(ROOT / "scripts" / "train.py"), str(EXPERIMENT), *args],
                           env=env, capture_output=True, text=True, timeout=300)

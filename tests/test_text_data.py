@@ -14,6 +14,7 @@ from etils import epath
 from gptjax.data import corpora, text_builder
 from gptjax.data.text_pipeline import TextLMData
 from gptjax.errors import DataError
+from helpers.generated import generated_text, write_corpus
 
 KEYS = {"inputs": np.int32, "targets": np.int32, "segment_ids": np.int32,
         "positions": np.int32, "loss_mask": np.float32}
@@ -26,13 +27,21 @@ def _cache(tmp_path, monkeypatch):
 
 
 @pytest.fixture(scope="module")
-def shakespeare(data_dir, tmp_path_factory):
-    """Char-level tiny Shakespeare, built once for the module."""
+def corpus(text_corpus, tmp_path_factory):
+    """Char-level windows of the generated corpus, built once for the module."""
     with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("GPTJAX_CACHE_DIR", str(tmp_path_factory.mktemp("ts_cache")))
-        data = TextLMData("tinyshakespeare", "char", seq_len=64, seed=0)
+        mp.setenv("GPTJAX_CACHE_DIR", str(tmp_path_factory.mktemp("corpus_cache")))
+        data = TextLMData("generated", "char", seq_len=64, seed=0, files=str(text_corpus))
         data.tokens("train"), data.tokens("validation")
         yield data
+
+
+@pytest.fixture
+def generated_data_dir(tmp_path, monkeypatch):
+    """GPTJAX_DATA_DIR pointing at a folder whose tinyshakespeare/input.txt is generated text."""
+    write_corpus(tmp_path / "data" / "tinyshakespeare" / "input.txt", n_chars=50_000)
+    monkeypatch.setenv("GPTJAX_DATA_DIR", str(tmp_path / "data"))
+    return tmp_path / "data"
 
 
 def write_files(root: pathlib.Path, texts: dict) -> str:
@@ -54,7 +63,14 @@ def assert_batches_equal(a, b):
 
 # ---- corpora ---------------------------------------------------------------
 
-def test_tinyshakespeare_comes_from_data_dir(data_dir):
+def test_tinyshakespeare_comes_from_data_dir(generated_data_dir, monkeypatch):
+    monkeypatch.setattr(corpora, "_download", None)  # never reached: the folder comes first
+    text, source = corpora.tinyshakespeare_text()
+    assert text == generated_text(50_000)
+    assert source == str(generated_data_dir / "tinyshakespeare" / "input.txt")
+
+
+def test_real_tinyshakespeare_is_karpathys_file(data_dir):
     text, source = corpora.tinyshakespeare_text()
     assert len(text) == 1_115_394 and text.startswith("First Citizen:")
     assert source == str(data_dir / "tinyshakespeare" / "input.txt")
@@ -126,8 +142,8 @@ def test_corpus_errors_name_the_problem(tmp_path):
 
 # ---- builder ---------------------------------------------------------------
 
-def test_builder_writes_array_record_split_90_10(data_dir, tmp_path):
-    text = (data_dir / "tinyshakespeare" / "input.txt").read_text(encoding="utf-8")
+def test_builder_writes_array_record_split_90_10(generated_data_dir, tmp_path):
+    text = (generated_data_dir / "tinyshakespeare" / "input.txt").read_text(encoding="utf-8")
     out = tmp_path / "tfds"
     builder = text_builder.prepare_text_dataset("tinyshakespeare", data_dir=out)
     files = sorted(p.name for p in pathlib.Path(builder.data_path).iterdir())
@@ -139,10 +155,16 @@ def test_builder_writes_array_record_split_90_10(data_dir, tmp_path):
     train = text_builder.read_documents(sources["train"])
     val = text_builder.read_documents(sources["validation"])
     assert train == [text[:cut]] and val == [text[cut:]]
-    assert len(train[0]) == 1_003_854 and len(val[0]) == 111_540
-    assert len(sources["train"]) == builder.info.splits["train"].num_examples > 100
+    assert (len(train[0]), len(val[0])) == (cut, len(text) - cut) and cut >= 45_000
+    assert len(sources["train"]) == builder.info.splits["train"].num_examples >= 45_000 / 2048
     rec = tfds.builder_from_directory(str(builder.data_path)).as_data_source()["validation"][0]
     assert rec["doc_id"] == 0 and rec["text"].decode() == text[cut:cut + len(rec["text"])]
+
+
+def test_real_tinyshakespeare_splits_90_10(data_dir, tmp_path):
+    builder = text_builder.prepare_text_dataset("tinyshakespeare", data_dir=tmp_path / "tfds")
+    assert builder.info.metadata["num_chars"] == {"train": 1_003_854, "validation": 111_540}
+    assert builder.info.splits["train"].num_examples > 100
 
 
 def test_builder_local_files_and_rebuild_on_change(tmp_path):
@@ -162,7 +184,7 @@ def test_builder_local_files_and_rebuild_on_change(tmp_path):
     assert text_builder.read_documents(b.as_data_source()["validation"]) == ["delta\n" * 100]
 
 
-def test_built_dataset_reused_without_network(data_dir, tmp_path, monkeypatch):
+def test_built_dataset_reused_without_network(generated_data_dir, tmp_path, monkeypatch):
     out = tmp_path / "tfds"
     text_builder.prepare_text_dataset("tinyshakespeare", data_dir=out)
     monkeypatch.delenv("GPTJAX_DATA_DIR")
@@ -173,7 +195,7 @@ def test_built_dataset_reused_without_network(data_dir, tmp_path, monkeypatch):
     monkeypatch.setattr(corpora, "_download", no_fetch)
     monkeypatch.setattr(corpora.subprocess, "run", no_fetch)
     b = text_builder.prepare_text_dataset("tinyshakespeare", data_dir=out)
-    assert b.info.metadata["source"] == str(data_dir / "tinyshakespeare" / "input.txt")
+    assert b.info.metadata["source"] == str(generated_data_dir / "tinyshakespeare" / "input.txt")
     assert b.info.splits["validation"].num_examples > 0
     # other settings need the text again: here that means a fetch
     with pytest.raises(AssertionError, match="tried to fetch"):
@@ -203,9 +225,9 @@ def test_chunk_lines_restores_text():
 
 # ---- pipeline: batches -------------------------------------------------------
 
-def test_train_batches_shapes_dtypes_and_shift(shakespeare):
-    it = shakespeare.train_batches(global_batch=12)
-    text = "".join(shakespeare.documents("train"))
+def test_train_batches_shapes_dtypes_and_shift(corpus, text_corpus):
+    it = corpus.train_batches(global_batch=12)
+    text = "".join(corpus.documents("train"))
     for batch in take(it, 3):
         assert set(batch) == set(KEYS)
         for k, dtype in KEYS.items():
@@ -214,32 +236,33 @@ def test_train_batches_shapes_dtypes_and_shift(shakespeare):
         assert (batch["segment_ids"] == 1).all() and (batch["loss_mask"] == 1).all()
         np.testing.assert_array_equal(batch["positions"], np.tile(np.arange(64), (12, 1)))
         for row in range(12):  # every row is a real window of the train text
-            window = shakespeare.tokenizer.decode(batch["inputs"][row])
+            window = corpus.tokenizer.decode(batch["inputs"][row])
             assert window in text
-    assert shakespeare.vocab_size == 65
-    assert shakespeare.num_train_windows == 1_003_854 - 65 + 1
+    assert corpus.vocab_size == 65
+    train_chars = int(len(text_corpus.read_text()) * 0.9)  # the first 90% of the one document
+    assert corpus.num_train_windows == train_chars - 65 + 1
 
 
-def test_example_is_pure_function_of_seed_and_index(shakespeare, data_dir):
-    again = TextLMData("tinyshakespeare", "char", seq_len=64, seed=0)
-    other = TextLMData("tinyshakespeare", "char", seq_len=64, seed=1)
-    a, b, c = (next(d.train_batches(8, start_step=3)) for d in (shakespeare, again, other))
+def test_example_is_pure_function_of_seed_and_index(corpus, text_corpus):
+    again = TextLMData("generated", "char", seq_len=64, seed=0, files=str(text_corpus))
+    other = TextLMData("generated", "char", seq_len=64, seed=1, files=str(text_corpus))
+    a, b, c = (next(d.train_batches(8, start_step=3)) for d in (corpus, again, other))
     assert_batches_equal(a, b)
     assert not np.array_equal(a["inputs"], c["inputs"])
 
 
-def test_resume_at_step_k_matches_uninterrupted(shakespeare):
-    full = take(shakespeare.train_batches(12), 9)
-    resumed = take(shakespeare.train_batches(12, start_step=6), 3)
+def test_resume_at_step_k_matches_uninterrupted(corpus):
+    full = take(corpus.train_batches(12), 9)
+    resumed = take(corpus.train_batches(12, start_step=6), 3)
     for a, b in zip(full[6:], resumed):
         assert_batches_equal(a, b)
     assert not np.array_equal(full[0]["inputs"], full[1]["inputs"])
 
 
 @pytest.mark.parametrize("global_batch,process_count", [(12, 2), (12, 3), (16, 4)])
-def test_process_shards_union_is_global_batch(shakespeare, global_batch, process_count):
-    single = take(shakespeare.train_batches(global_batch, start_step=2), 2)
-    shards = [take(shakespeare.train_batches(global_batch, 2, p, process_count), 2)
+def test_process_shards_union_is_global_batch(corpus, global_batch, process_count):
+    single = take(corpus.train_batches(global_batch, start_step=2), 2)
+    shards = [take(corpus.train_batches(global_batch, 2, p, process_count), 2)
               for p in range(process_count)]
     for step in range(2):
         parts = [shards[p][step] for p in range(process_count)]
@@ -265,22 +288,23 @@ def test_epochs_are_reshuffled(tmp_path):
     assert epochs[0] != sorted(epochs[0])
 
 
-def test_eval_batches_deterministic_non_overlapping(shakespeare):
+def test_eval_batches_deterministic_non_overlapping(corpus, text_corpus):
     L = 64
-    first = list(shakespeare.eval_batches(16, num_batches=3))
-    second = list(shakespeare.eval_batches(16, num_batches=3))
+    first = list(corpus.eval_batches(16, num_batches=3))
+    second = list(corpus.eval_batches(16, num_batches=3))
     assert len(first) == 3
     for a, b in zip(first, second):
         assert_batches_equal(a, b)
-    val_tokens, _ = shakespeare.tokens("validation")
+    val_tokens, _ = corpus.tokens("validation")
     rows = np.concatenate([b["inputs"] for b in first])
     np.testing.assert_array_equal(rows.reshape(-1), val_tokens[:48 * L])
-    shards = [list(shakespeare.eval_batches(16, 3, p, 2)) for p in range(2)]
+    shards = [list(corpus.eval_batches(16, 3, p, 2)) for p in range(2)]
     np.testing.assert_array_equal(
         np.concatenate([shards[0][1]["targets"], shards[1][1]["targets"]]), first[1]["targets"])
-    available = (111_540 - 1) // L // 16
-    assert len(list(shakespeare.eval_batches(16, num_batches=10_000))) == available
-    assert len(list(shakespeare.eval_batches(16))) == available
+    val_chars = len(text_corpus.read_text()) - int(len(text_corpus.read_text()) * 0.9)
+    available = (val_chars - 1) // L // 16
+    assert len(list(corpus.eval_batches(16, num_batches=10_000))) == available
+    assert len(list(corpus.eval_batches(16))) == available
 
 
 # ---- pipeline: segments ------------------------------------------------------
@@ -303,12 +327,16 @@ def test_segment_packing_ids_positions_and_mask(tmp_path):
     np.testing.assert_array_equal(b["positions"][1], [0, 1, 2, 3, 0, 1])
     np.testing.assert_array_equal(b["loss_mask"][1], [1, 1, 1, 0, 1, 1])
     # the same rules hold in every training batch
+    zeros = 0
     for batch in take(data.train_batches(4), 5):
         seg, pos, mask = batch["segment_ids"], batch["positions"], batch["loss_mask"]
         assert (seg[:, 0] == 1).all() and (pos[:, 0] == 0).all()
         changed = seg[:, 1:] != seg[:, :-1]
         np.testing.assert_array_equal(pos[:, 1:], np.where(changed, 0, pos[:, :-1] + 1))
-        assert mask.sum() < mask.size + 1
+        # a target counts exactly when it continues its input's document
+        np.testing.assert_array_equal(mask[:, :-1], (seg[:, 1:] == seg[:, :-1]).astype(np.float32))
+        zeros += int((mask == 0).sum())
+    assert zeros > 0  # document ends were crossed
 
 
 def test_segments_with_byte_eos(tmp_path):

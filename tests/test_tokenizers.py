@@ -56,6 +56,17 @@ def test_char_unknown_character_names_it():
         tok.decode([0, 3])
 
 
+def test_char_vocab_is_the_sorted_alphabet_of_a_corpus(text_corpus):
+    """The generated corpus uses tiny Shakespeare's 65 characters: the same vocabulary, in code-point order."""
+    from helpers.generated import CHARS
+
+    text = text_corpus.read_text(encoding="utf-8")
+    tok = CharTokenizer.from_text(text)
+    assert tok.vocab_size == 65 and "".join(tok.chars) == CHARS  # CHARS is written out in code-point order
+    assert tok.encode("\n !$&") == [0, 1, 2, 3, 4]
+    assert tok.decode(tok.encode(text)) == text
+
+
 def test_char_vocab_of_tiny_shakespeare_is_65(data_dir):
     text = (data_dir / "tinyshakespeare" / "input.txt").read_text(encoding="utf-8")
     assert len(text) == 1_115_394

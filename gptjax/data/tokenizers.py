@@ -157,7 +157,7 @@ class GPT2BPETokenizer:
             from tokenizers import Tokenizer as HFTokenizer, decoders, models, pre_tokenizers
         except ImportError:
             raise ImportError("the gpt2_bpe tokenizer needs Hugging Face's `tokenizers` package "
-                              "(pip install -r requirements-interop.txt)") from None
+                              "(pip install -r requirements.txt)") from None
         self._vocab, self._merges = pathlib.Path(vocab_file).read_bytes(), pathlib.Path(merges_file).read_bytes()
         self._tok = HFTokenizer(models.BPE.from_file(str(vocab_file), str(merges_file)))
         self._tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)

@@ -13,9 +13,11 @@ from gptjax.train.lora import is_adapter
 
 
 def decay_mask(params):
-    """Decay weight matrices and embeddings; never biases (of any rank) or norm scales."""
+    """Decay weight matrices and embeddings; never biases or norm scales, of any rank."""
     def decays(path, p):
-        return p.ndim >= 2 and "bias" not in jax.tree_util.keystr(path)
+        # by name, not only by rank: scanned layers stack a norm's scale into [n_layer, E]
+        name = str(getattr(path[-1], "key", path[-1]))
+        return p.ndim >= 2 and "bias" not in name and name != "scale"
     return jax.tree_util.tree_map_with_path(decays, params)
 
 

@@ -54,3 +54,26 @@ def greedy_without_cache(params, spec, media, prompt: dict, n_new: int):
         batch["segment_ids"][rows, lengths + i] = 1
         assert (lengths + i < width).all()
     return out
+
+
+def greedy_past_the_window(params, spec, prompt_BxP, max_new_tokens: int):
+    """Reference for text generation longer than the context: greedy, re-running the model on the
+    current context for every token. The context is the whole sequence until it fills max_seq_len;
+    then it restarts from the sequence's last half (positions from 0 again), as nanoGPT crops.
+    Returns prompt + new tokens, and the gap between the best and second-best logit at each step."""
+    model = Transformer(spec)
+    window = spec.max_seq_len
+    forward = jax.jit(lambda buf: model.apply({"params": params}, buf))
+    out = np.asarray(prompt_BxP, np.int32)
+    start, gaps = 0, []
+    for _ in range(max_new_tokens):
+        if out.shape[1] - start >= window:
+            start = out.shape[1] - window // 2
+        context = out[:, start:]
+        buf = np.zeros((out.shape[0], window), np.int32)  # one shape: one compilation; causality hides the tail
+        buf[:, :context.shape[1]] = context
+        logits = np.asarray(forward(buf))[:, context.shape[1] - 1]
+        top2 = np.sort(logits, axis=-1)[:, -2:]
+        gaps.append(top2[:, 1] - top2[:, 0])
+        out = np.concatenate([out, logits.argmax(-1).astype(np.int32)[:, None]], axis=1)
+    return out, np.min(gaps)

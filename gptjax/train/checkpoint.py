@@ -109,8 +109,7 @@ def restore_newest(ckpt: Checkpointer, read, set_aside: bool = False):
         try:
             result = read(step)
         except Exception as e:  # noqa: BLE001 - any failure to read means: try an older step
-            quiet_failed_reads()
-            quiet_failed_writes()  # the abandoned readers' tasks log "exception was never retrieved" too
+            quiet_orbax_leftovers()
             damaged.append(step)
             why = str(e).split(". See full")[0].splitlines()[0][:200] if str(e) else ""  # TensorStore's are long
             log.warning("checkpoint step %d in %s cannot be read (%s: %s); trying an older one", step,
@@ -149,12 +148,16 @@ def _quiet_orbax():
         absl.setLevel(level)
 
 
-def quiet_failed_writes() -> None:
-    """After a failed save has been reported, drop asyncio's copies of the same error.
+def quiet_orbax_leftovers() -> None:
+    """After a failed save or restore has been reported, drop what Orbax's abandoned tasks print
+    of the same error when they are collected, often at exit, after the one line the user needs."""
+    quiet_failed_writes()
+    quiet_failed_reads()
 
-    Orbax's other writer tasks fail alike (no space, read-only) and asyncio logs each
-    one when it is garbage-collected, often at exit, after the report the user needs.
-    """
+
+def quiet_failed_writes() -> None:
+    """Drop asyncio's "exception was never retrieved" copies of an error already reported
+    (Orbax's other writer tasks fail alike: no space, read-only)."""
     logger = logging.getLogger("asyncio")
     if not any(isinstance(f, _UnretrievedWrites) for f in logger.filters):
         logger.addFilter(_UnretrievedWrites())
@@ -191,7 +194,7 @@ class Saver:
         self.in_flight = None  # step of the save still being written
 
     def _error(self, step, e) -> CheckpointWriteError:  # disk full, permissions, ... are reported, not hidden
-        quiet_failed_writes()
+        quiet_orbax_leftovers()
         return CheckpointWriteError(f"checkpoint at step {step} could not be written ({type(e).__name__}: {e}); "
                                     f"the previous checkpoint (step {self.ckpt.latest_on_disk()}) is intact")
 
@@ -222,7 +225,7 @@ class Saver:
         try:
             self.ckpt.close()
         except Exception as e:  # noqa: BLE001
-            quiet_failed_writes()
+            quiet_orbax_leftovers()
             if not failing:
                 raise CheckpointWriteError(f"the last checkpoint could not be finished ({type(e).__name__}: "
                                            f"{e}); the newest complete one is step {self.ckpt.latest_on_disk()}"

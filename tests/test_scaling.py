@@ -211,6 +211,9 @@ def test_cli_fit_chinchilla_writes_json_and_png(sweep_csv, tmp_path):
     for p in out["params"].values():
         assert len(p["ci"]) == 2 and p["ci"][0] <= p["ci"][1]
     assert out["r2_log"] > 0.98
+    # the law's exponents, each on its own column (read swapped, N's 0.34 and D's 0.28 trade places)
+    assert abs(out["params"]["alpha"]["value"] - LAW["alpha"]) < 0.03
+    assert abs(out["params"]["beta"]["value"] - LAW["beta"]) < 0.03
     assert png.stat().st_size > 10_000 and png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 

@@ -7,10 +7,10 @@ nanoGPT's 1e-3, which this small model undertrains with.
 Expect: validation loss about 1.70 on 20 eval batches (1.78 on the whole
 validation split) after 2000 steps; nanoGPT's figure for this configuration is
 1.88, which `--set schedule.peak_lr=1e-3` reproduces (1.88-1.90 here). On two
-CPU cores, as two data-parallel CPU devices (mesh.cpu_devices=2): 89 s of
-training (2000 steps and 8 evaluations; val 1.708), 106 s for the whole command
-with nothing compiled yet (nanoGPT's run of this configuration: 125 s). Samples read like Shakespeare's layout with mostly
-invented words.
+CPU cores, as two data-parallel CPU devices (mesh.cpu_devices=2): 85 s of
+training (2000 steps and 8 evaluations; val 1.708), 102 s for the whole command
+(docs/benchmarks.md has PyTorch's step time at this shape). Samples read like
+Shakespeare's layout with mostly invented words.
 """
 from gptjax.config import Experiment, Mesh, ModelSpec, Optimizer, Schedule, TextData, Train
 

@@ -1,14 +1,28 @@
 """XLA flags chosen by measurement, added to XLA_FLAGS before JAX starts (scripts do it first thing).
 
-Measured with `scripts/bench.py` on the baby-GPT training step (6 layers, 384
-wide, context 256, batch 16, fp32) on a 2-core x86 CPU, jax 0.10:
+Measured with `scripts/bench.py --experiment experiments/shakespeare_char.py --vocab_size 65
+--steps 4 --repeats 3 --set model.dropout=0 --set train.batch_size=16 [--torch]` (the baby-GPT
+training step `scripts/train.py` runs: 6 layers, 384 wide, context 256, batch 16), one sitting,
+jax 0.10, torch 2.13 CPU, on a 2-core AMD EPYC (Zen 4: AVX-512 with bf16 and VNNI, no AMX):
 
-- `--xla_cpu_experimental_ynn_fusion_type=` (empty: XLA's own Eigen dot
-  emitter instead of YNNPACK fusions): the step runs about 10% faster on one
-  core; YNNPACK's fused dots ran the MLP weight gradients at ~60 GFLOP/s
-  against Eigen's ~100.
-- Tried and not kept: oneDNN (`--xla_cpu_use_onednn`), XNNPACK dot fusions,
-  YNNPACK element-wise and reduce fusions: each was equal or slower.
+| setting                                                | tokens/s | vs torch |
+|--------------------------------------------------------|---------:|---------:|
+| PyTorch (nanoGPT's step, 2 threads)                    |    2,293 |    1     |
+| defaults below (YNNPACK dot fusions off), fp32         |    2,010 |    0.88  |
+| XLA's own defaults (YNNPACK fusions on), fp32          |    1,856 |    0.81  |
+| YNNPACK on, `model.dtype=bfloat16`                     |    1,736 |    0.76  |
+| YNNPACK off, `model.dtype=bfloat16`                    |    1,828 |    0.80  |
+| defaults, fp32, `mesh.cpu_devices=2`                   |    1,975 |    0.86  |
+
+At experiments/shakespeare_char_cpu.py's shape (4 layers, 128 wide, context 64, batch 12, two CPU
+devices) the same bench gives 19,220 tokens/s against torch's 16,763 (1.15x).
+
+- `--xla_cpu_experimental_ynn_fusion_type=` (empty: XLA's own Eigen dot emitter instead of
+  YNNPACK fusions): +8% on this step; YNNPACK's fused dots ran the MLP weight gradients slower.
+- bf16 compute: a bf16 matmul alone runs ~2x fp32 under YNNPACK here, but the whole step is
+  slower (casts, fp32 layer norms and softmax); fp32 stays the CPU default.
+- Tried and not kept: oneDNN (`--xla_cpu_use_onednn`), XNNPACK dot fusions, YNNPACK
+  element-wise and reduce fusions: each was equal or slower.
 
 A flag the user already put in XLA_FLAGS wins; GPTJAX_XLA_DEFAULTS=0 adds none.
 The flags only touch the CPU backend, so GPU and TPU runs are unaffected.

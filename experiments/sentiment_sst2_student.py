@@ -18,7 +18,7 @@ EXPERIMENT = Experiment(
     schedule=Schedule("warmup_cosine", peak_lr=1e-3, warmup_steps=200, end_lr=5e-5),
     optimizer=Optimizer(b1=0.9, b2=0.98, weight_decay=0.1, clip_norm=1.0),
     data=TaskData(task="sentiment", sp_vocab_size=8000, val_fraction=0.1),
-    train=Train(steps=3000, batch_size=32, eval_every=500, eval_batches=30, checkpoint_every=1000,
+    train=Train(steps=1500, batch_size=32, eval_every=500, eval_batches=30, checkpoint_every=500,
                 log_every=50, sample_tokens=0, distill_temperature=2.0, distill_alpha=0.5),
     mesh=Mesh(cpu_devices=2),
 )

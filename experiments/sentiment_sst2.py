@@ -7,8 +7,9 @@ are held out for choosing settings; GLUE's dev.tsv (the split papers report) is 
 
   python scripts/train.py experiments/sentiment_sst2.py --workdir runs/sentiment_sst2
   python scripts/evaluate.py --workdir runs/sentiment_sst2 --task sentiment --data $GPTJAX_DATA_DIR/sst2/dev.tsv
-Expect: see docs/tasks.md for the measured figures. This is also the full-precision, full-size model
-of docs/efficiency.md: the int8 task model and the distillation teacher.
+Expect (2-core CPU, 30 min): dev accuracy 0.77, held-out loss lowest near step 500 (docs/tasks.md).
+This is also the full-precision, full-size model of docs/efficiency.md: the int8 task model and the
+distillation teacher.
 """
 from gptjax.config import Experiment, Mesh, ModelSpec, Optimizer, Schedule, TaskData, Train
 

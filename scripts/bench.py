@@ -5,7 +5,8 @@ device's peak is known, peak memory, compile time, and the machine (CPU model an
 vector extensions, devices). `--compare` also times the plain reference (naive
 attention) in the same process and prints the speed-up as a ratio; `--torch` times
 the same model and step written in PyTorch (gptjax/science/bench_torch.py, needs
-requirements-interop.txt) and prints jax tokens/s over torch tokens/s.
+requirements-interop.txt) and prints jax tokens/s over torch tokens/s; `--profile` traces
+two steps and adds the share of op time per kind of op (matmul, copies, reductions, ...).
 """
 import argparse
 import json
@@ -27,6 +28,8 @@ def main(argv=None):
     p.add_argument("--compare", nargs="*", metavar="KEY=VALUE", default=None,
                    help="also time the reference (default: model.attention=naive) and report the ratio")
     p.add_argument("--torch", action="store_true", help="also time the same step in PyTorch and report the ratio")
+    p.add_argument("--profile", action="store_true",
+                   help="also trace two steps (jax.profiler) and report the op time by kind of op")
     a = p.parse_args(argv)
     require(steps=(a.steps, a.steps > 0, "a positive number of steps"),
             repeats=(a.repeats, a.repeats > 0, "a positive number of timed blocks"),
@@ -37,7 +40,7 @@ def main(argv=None):
     from gptjax.science.bench import benchmark
 
     split_cpu(exp)  # the devices scripts/train.py would give this experiment
-    print(json.dumps(benchmark(exp, a.steps, a.repeats, a.vocab_size, a.compare, a.torch), indent=2))
+    print(json.dumps(benchmark(exp, a.steps, a.repeats, a.vocab_size, a.compare, a.torch, a.profile), indent=2))
 
 
 if __name__ == "__main__":

@@ -131,3 +131,28 @@ def test_bench_cli_torch_prints_the_ratio():
     out = run_bench_cli("--torch")
     assert out["torch"]["framework"].startswith("torch")
     assert abs(out["vs_torch"] - out["tokens_per_sec"] / out["torch"]["tokens_per_sec"]) < 1e-2
+
+
+def test_profile_op_kinds_and_shares():
+    from gptjax.science.op_profile import op_kind, op_times_us
+
+    assert [op_kind(n) for n in ("dot.3", "dot_general", "multiply_tanh_fusion", "copy_bitcast_fusion",
+                                 "wrapped_reduce-window", "subtract_exponential_fusion", "wrapped_is-finite.2",
+                                 "add_select_fusion")] == [
+        "matmul", "matmul", "gelu", "copy/transpose", "reduction", "softmax", "non-finite guard",
+        "other element-wise"]
+    events = [{"ph": "X", "name": "dot.1", "dur": 30}, {"ph": "X", "name": "dot.1.2", "dur": 10},
+              {"ph": "X", "name": "$api.py:1 block_until_ready", "dur": 500},  # Python frame: not an op
+              {"ph": "X", "name": "ThunkExecutor::Execute", "dur": 400}, {"ph": "i", "name": "dot.9"},
+              {"ph": "X", "name": "copy.4", "dur": 5}]
+    assert op_times_us(events) == {"dot": 40, "copy": 5}
+
+
+def test_bench_profile_reports_where_the_step_time_goes():
+    exp = apply_overrides(load_experiment(ROOT / "experiments" / "shakespeare_char_cpu.py"),
+                          TINY + ["mesh.cpu_devices=0"])
+    prof = bench_step(exp, steps=1, warmup=1, repeats=1, profile=True)["profile"]
+    shares = prof["op_share_by_kind"]
+    assert sum(shares.values()) == pytest.approx(1, abs=0.01)
+    assert shares["matmul"] > 0.05 and prof["op_ms_per_call"] > 0
+    assert any(name.startswith("dot") for name in prof["top_ops_ms_per_call"])

@@ -19,8 +19,10 @@ def synthetic_batch(batch: int, seq_len: int, vocab: int, seed: int = 0) -> dict
             "loss_mask": np.ones((batch, seq_len), np.float32)}
 
 
-def bench_step(exp, steps: int = 50, warmup: int = 5, repeats: int = 5, vocab_size: int = 0) -> dict:
-    """Compile once, warm up, then time `repeats` blocks of `steps` training steps."""
+def bench_step(exp, steps: int = 50, warmup: int = 5, repeats: int = 5, vocab_size: int = 0,
+               profile: bool = False) -> dict:
+    """Compile once, warm up, then time `repeats` blocks of `steps` training steps; with `profile`,
+    also trace two more steps and report where the op time goes (gptjax/science/op_profile.py)."""
     vocab = exp.model.vocab_size or vocab_size or 65
     example = synthetic_batch(exp.train.batch_size, exp.model.max_seq_len, vocab)
     t0 = time.perf_counter()
@@ -47,6 +49,16 @@ def bench_step(exp, steps: int = 50, warmup: int = 5, repeats: int = 5, vocab_si
     peak = flops.peak_flops_per_device(device.device_kind, spec.dtype)
     tok_s = tokens / step_s
     memory = _peak_memory(compiled, device)
+    extra = {}
+    if profile:
+        from gptjax.science.op_profile import profile_calls
+
+        box = [state]
+
+        def step(s, b):
+            box[0], metrics = compiled.train_step(s, b)
+            return metrics
+        extra = {"profile": profile_calls(step, lambda: (box[0], batch))}
     return {"experiment": exp.name, "device": device.device_kind, "n_devices": jax.device_count(),
             "attention": spec.attention, "batch": exp.train.batch_size, "seq_len": spec.max_seq_len,
             "params": flops.param_counts(spec)["total"], "tokens_per_sec": round(tok_s, 1),
@@ -54,7 +66,7 @@ def bench_step(exp, steps: int = 50, warmup: int = 5, repeats: int = 5, vocab_si
             "step_ms_max": round(max(per_step) * 1e3, 3), "flops_per_token": fpt,
             "flops_convention": "6N+attn", "achieved_tflops": round(tok_s * fpt / 1e12, 4),
             "mfu": None if peak is None else round(tok_s * fpt / (peak * jax.device_count()), 4),
-            "peak_memory_bytes": memory, "compile_s": round(compile_s, 2)}
+            "peak_memory_bytes": memory, "compile_s": round(compile_s, 2), **extra}
 
 
 def _peak_memory(compiled, device):
@@ -87,12 +99,13 @@ def machine() -> dict:
     return info
 
 
-def benchmark(exp, steps: int, repeats: int, vocab_size: int = 0, compare=None, torch: bool = False) -> dict:
+def benchmark(exp, steps: int, repeats: int, vocab_size: int = 0, compare=None, torch: bool = False,
+              profile: bool = False) -> dict:
     """`bench_step` of `exp`; with `compare` (overrides, [] for naive attention) the same for the reference
     and the speed-up; with `torch` the same step in PyTorch and jax tokens/s over torch's."""
     from gptjax.config import apply_overrides
 
-    result = bench_step(exp, steps, repeats=repeats, vocab_size=vocab_size)
+    result = bench_step(exp, steps, repeats=repeats, vocab_size=vocab_size, profile=profile)
     if compare is not None:
         overrides = compare or ["model.attention=naive"]
         ref = bench_step(apply_overrides(exp, overrides).validate(), steps, repeats=repeats, vocab_size=vocab_size)

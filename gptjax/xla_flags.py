@@ -23,7 +23,7 @@ devices) the same bench gives 19,220 tokens/s against torch's 16,763 (1.15x).
   slower (casts, fp32 layer norms and softmax); fp32 stays the CPU default.
 - Where the time goes (`scripts/bench.py --profile`, op time of the baby-GPT step): matmuls
   36%, element-wise fusions 29%, copies and transposes 21%, reductions 7%, gelu 4%, softmax 3%,
-  the non-finite guard 0.1%.
+  the non-finite guard 0.1-0.3%.
 - Tried and not kept: oneDNN (`--xla_cpu_use_onednn`), XNNPACK dot fusions, YNNPACK
   element-wise and reduce fusions: each was equal or slower.
 

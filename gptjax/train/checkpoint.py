@@ -105,6 +105,9 @@ def restore_newest(ckpt: Checkpointer, read, set_aside: bool = False):
     """
     steps = ckpt.all_steps()
     damaged = []
+    # Before the first read, not after its failure: a damaged step's abandoned reader callbacks
+    # can fail on another thread ("Event loop is closed") while that failure is still being raised.
+    quiet_failed_reads()
     for step in reversed(steps):
         try:
             result = read(step)

@@ -6,7 +6,9 @@
 Text tasks read PATH in the task's own format: translate, a prefix P of aligned files
 P.<source>[.gz] and P.<target>[.gz] (Multi30k's names: .../multi30k/test_2016_flickr);
 sentiment, a GLUE-format TSV; qa, a bAbI file or a folder of qaN_*.txt files; jsonl, a JSONL
-file of {"prompt", "target"}. Multimodal tasks score the run's own test split (and a PNG);
+file of {"prompt", "target"}. --held_out scores instead the validation examples the run's own
+training held out (from its data.folder, else GPTJAX_DATA_DIR) and writes eval_<task>_held_out.*:
+choose decoding settings there, not on a test set. Multimodal tasks score the run's own test split (and a PNG);
 --zero_media replaces every image / audio clip by zeros (expect chance accuracy).
 """
 import argparse
@@ -27,6 +29,8 @@ def main(argv=None):
     p.add_argument("--task", required=True, help="translate | sentiment | qa | jsonl | caption | vqa | transcribe | "
                    "generate")
     p.add_argument("--data", default="", help="text tasks: the examples to score (see above)")
+    p.add_argument("--held_out", action="store_true", help="text tasks: score the run's own held-out validation "
+                   "examples instead of --data")
     p.add_argument("--beam", type=int, default=1, help="text tasks: beam size (1: greedy)")
     p.add_argument("--length_penalty", type=float, default=0.6, help="beam search: GNMT's alpha (0: none)")
     p.add_argument("--zero_media", action="store_true", help="ablation: images and audio replaced by zeros")
@@ -43,13 +47,14 @@ def main(argv=None):
             temperature=(a.temperature, a.temperature >= 0, "0 (greedy) or more"),
             top_k=(a.top_k, a.top_k >= 0, "0 (no cut) or more"), beam=(a.beam, a.beam > 0, "a positive beam size"),
             length_penalty=(a.length_penalty, a.length_penalty >= 0, "0 or more"),
-            data=(a.data, bool(a.data) or a.task not in TEXT_TASKS, f"the examples to score for --task {a.task}"))
+            data=(a.data, bool(a.data) != a.held_out or a.task not in TEXT_TASKS,
+                  f"the examples to score for --task {a.task}, or --held_out instead (not both)"))
     logging.basicConfig(level=logging.WARNING)
     with doing(f"evaluating {a.task} on {a.workdir}"):
         if a.task in TEXT_TASKS:
-            from gptjax.tasks.text_eval import run
+            from gptjax.tasks.text_eval import HELD_OUT, run
 
-            result, write = run(a.workdir, a.task, a.data, beam=a.beam, alpha=a.length_penalty,
+            result, write = run(a.workdir, a.task, HELD_OUT if a.held_out else a.data, beam=a.beam, alpha=a.length_penalty,
                                 limit=a.limit or None)
         else:
             from gptjax.tasks.media_eval import run

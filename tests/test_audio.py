@@ -9,6 +9,7 @@ from scipy import signal
 from gptjax.data import wav
 from gptjax.errors import DataError
 from gptjax.model import audio_frontend as audio
+from helpers.quick import quick_first
 
 
 def write_wav(path, samples, rate=8000, width=2, channels=1):
@@ -171,7 +172,7 @@ def conv_stride2(x, kernel, bias):
                                for m in range((x.shape[1] + 1) // 2)]) for t in range((x.shape[0] + 1) // 2)])
 
 
-@pytest.mark.parametrize("stem", ["conv1d", "conv2d"])
+@pytest.mark.parametrize("stem", quick_first(["conv1d", "conv2d"]))
 def test_audio_encoder_stems_give_a_token_per_four_frames(stem):
     """The stem's values equal two stride-2 convolutions of the log-mel features computed here from its
     parameters (over time with mels as channels, or 3x3 over time x mel then a linear map per frame)."""
@@ -233,6 +234,7 @@ def test_audio_stem_and_dropout_are_validated():
     ok.media.validate(ok)
 
 
+@pytest.mark.slow
 def test_audio_encoder_dropout_acts_only_when_training():
     import jax
 

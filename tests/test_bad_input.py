@@ -13,6 +13,8 @@ import pytest
 
 from helpers.tmpfs import Tmpfs, rerun_in_mount_namespace
 
+pytestmark = pytest.mark.slow  # every case runs a script on a trained run
+
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 E = "experiments/shakespeare_char_cpu.py"
 WORDS = ("the of and to in a is that for it as was with be by on not he this are or his from at which but have "
@@ -258,7 +260,6 @@ def test_a_sweep_root_that_is_a_file_is_refused(case):
     assert blocker.read_text() == "x"
 
 
-@pytest.mark.slow
 def test_evaluate_prints_its_scores_before_a_failed_write(case):
     run = case["tmp"] / "digits"
     trained = case["script"]("train.py", "experiments/digits_caption.py", "--workdir", run, "--no_progress",

@@ -148,6 +148,7 @@ def test_profile_op_kinds_and_shares():
     assert op_times_us(events) == {"dot": 40, "copy": 5}
 
 
+@pytest.mark.slow
 def test_bench_profile_reports_where_the_step_time_goes():
     exp = apply_overrides(load_experiment(ROOT / "experiments" / "shakespeare_char_cpu.py"),
                           TINY + ["mesh.cpu_devices=0"])

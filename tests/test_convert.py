@@ -32,6 +32,7 @@ from gptjax.data.tokenizers import (GPT2BPETokenizer, SentencePieceTokenizer, lo
 from gptjax.model.decode import generate
 from gptjax.model.transformer import Transformer
 from gptjax.train.restore import load_run
+from helpers.quick import quick_first
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "scripts" / "convert.py"
@@ -131,7 +132,7 @@ def load_cli():
 
 # ------------------------------------------------------------------ parity
 
-@pytest.mark.parametrize("case", list(CASES))
+@pytest.mark.parametrize("case", quick_first(list(CASES)))
 def test_imported_logits_match_transformers(hf_dirs, case):
     hf_dir, model = hf_dirs[case]
     m = read_hf(hf_dir)
@@ -148,7 +149,7 @@ def test_imported_logits_match_transformers(hf_dirs, case):
     assert np.abs(ours - theirs).max() <= 1e-4
 
 
-@pytest.mark.parametrize("case", list(CASES))
+@pytest.mark.parametrize("case", quick_first(list(CASES)))
 def test_export_round_trips_bit_exactly_and_loads_in_transformers(hf_dirs, tmp_path, case):
     hf_dir, model = hf_dirs[case]
     import_hf(hf_dir, tmp_path / "wd")
@@ -168,7 +169,7 @@ def test_export_round_trips_bit_exactly_and_loads_in_transformers(hf_dirs, tmp_p
     assert np.abs(hf_logits(reloaded, IDS_BxL) - our_logits(exp.model, params, IDS_BxL)).max() <= 1e-4
 
 
-@pytest.mark.parametrize("case", ["gpt2_untied", "llama_gqa_untied"])
+@pytest.mark.parametrize("case", quick_first(["gpt2_untied", "llama_gqa_untied"]))
 def test_greedy_generation_matches_transformers(hf_dirs, case):
     hf_dir, model = hf_dirs[case]
     m = read_hf(hf_dir)

@@ -59,6 +59,7 @@ def bits_of(params):
     return [np.asarray(x).view(np.uint32) for x in jax.tree.leaves(params)]
 
 
+@pytest.mark.slow
 def test_alpha_zero_is_plain_training_bit_for_bit(world):
     run, text, root = world["run"], world["text"], world["root"]
     plain = run(experiment(text, steps=3), root / "plain", progress=False)
@@ -70,6 +71,7 @@ def test_alpha_zero_is_plain_training_bit_for_bit(world):
         np.testing.assert_array_equal(a, b)
 
 
+@pytest.mark.slow
 def test_a_student_equal_to_its_teacher_at_temperature_one_has_zero_kl(world):
     from gptjax.model.transformer import Transformer
     from gptjax.train.restore import load_run
@@ -88,6 +90,7 @@ def test_a_student_equal_to_its_teacher_at_temperature_one_has_zero_kl(world):
     assert abs(metrics(root / "copy")[0]["distill_kl"]) < 1e-6
 
 
+@pytest.mark.slow
 def test_soft_targets_pull_the_student_toward_the_teacher(world):
     run, text, root = world["run"], world["text"], world["root"]
     run(experiment(text, steps=12, train={"distill_from": str(world["teacher"]), "distill_alpha": 1.0,
@@ -96,6 +99,7 @@ def test_soft_targets_pull_the_student_toward_the_teacher(world):
     assert len(kl) == 12 and np.mean(kl[-3:]) < 0.7 * np.mean(kl[:3])
 
 
+@pytest.mark.slow
 def test_task_experiments_distil(world, tmp_path):
     from gptjax.config import TaskData
 
@@ -137,6 +141,7 @@ def _teacher_copy(world, tmp_path, case):
     return bad
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("case", ["tokenizer", "vocabulary", "not_a_run", "context"])
 def test_a_teacher_that_cannot_teach_exits_2_and_writes_nothing(world, tmp_path, capsys, case):
     import train

@@ -134,6 +134,7 @@ def requests(kind: str, args: list[tuple]) -> list:
     return [Instance(kind, {}, a, i) for i, a in enumerate(args)]
 
 
+@pytest.mark.slow
 @needs_lm_eval
 def test_loglikelihood_equals_the_models_own(trained, adapter):
     tok, window = trained["tok"], trained["spec"].max_seq_len
@@ -154,6 +155,7 @@ def test_loglikelihood_equals_the_models_own(trained, adapter):
                                    rel=1e-4)
 
 
+@pytest.mark.slow
 @needs_lm_eval
 def test_loglikelihood_rolling_scores_every_token_once(trained, adapter):
     tok, window = trained["tok"], trained["spec"].max_seq_len
@@ -166,6 +168,7 @@ def test_loglikelihood_rolling_scores_every_token_once(trained, adapter):
     assert got[2] == 0.0
 
 
+@pytest.mark.slow
 @needs_lm_eval
 def test_generate_until_stops_at_until_and_matches_greedy_decoding(trained, adapter):
     tok, window = trained["tok"], trained["spec"].max_seq_len
@@ -187,6 +190,7 @@ def test_generate_until_stops_at_until_and_matches_greedy_decoding(trained, adap
     assert len(tok.encode(got[3])) > window, f"decoding should have gone past one window: {got[3]!r}"
 
 
+@pytest.mark.slow
 @needs_lm_eval
 def test_whole_lm_eval_run_on_local_tasks_reports_the_models_own_scores(trained):
     out = trained["root"] / "results.json"
@@ -214,6 +218,7 @@ def test_whole_lm_eval_run_on_local_tasks_reports_the_models_own_scores(trained)
     assert [s["filtered_resps"][0] for s in sorted(samples, key=lambda s: s["doc_id"])] == answers
 
 
+@pytest.mark.slow
 @needs_lm_eval
 def test_unknown_task_is_refused_before_the_model_loads(trained):
     proc = subprocess.run([sys.executable, "scripts/lm_eval_harness.py", "--workdir", str(trained["root"] / "nope"),

@@ -17,6 +17,7 @@ from gptjax.config import ModelSpec, Optimizer
 from gptjax.model.transformer import Transformer
 from gptjax.train import lora
 from helpers.tiny_runs import corpus, experiment
+from helpers.quick import quick_first
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "scripts"))
@@ -28,8 +29,8 @@ def tiny(**kw):
     return spec, x, nn.meta.unbox(Transformer(spec).init(jax.random.key(0), x)["params"])
 
 
-@pytest.mark.parametrize("kw", [{}, {"flavour": "llama", "n_kv_head": 1}, {"scan_layers": True}],
-                         ids=["gpt2", "llama_gqa", "scanned"])
+@pytest.mark.parametrize("kw", quick_first([{}, {"flavour": "llama", "n_kv_head": 1}, {"scan_layers": True}],
+                                     ids=["gpt2", "llama_gqa", "scanned"]))
 def test_adapters_at_zero_are_the_base_model_and_trained_ones_are_not(kw):
     spec, x, params = tiny(**kw)
     cfg = Optimizer(lora_rank=4)
@@ -104,6 +105,7 @@ def bits(x):
     return np.asarray(x).view(np.uint32)
 
 
+@pytest.mark.slow
 def test_only_the_adapters_train_and_the_base_stays_bit_identical(runs):
     base = {lora.path_text(k): v for k, v in jax.tree_util.tree_leaves_with_path(runs["base"].state.params)}
     tuned = {lora.path_text(k): v for k, v in jax.tree_util.tree_leaves_with_path(runs["lora"].state.params)}
@@ -117,6 +119,7 @@ def test_only_the_adapters_train_and_the_base_stays_bit_identical(runs):
     assert sum(x.size for x in moments) == 2 * n_adapter  # Adam's two moments, of the adapters alone
 
 
+@pytest.mark.slow
 def test_lora_needs_less_optimizer_memory_than_full_fine_tuning(runs):
     from gptjax.train.restore import text_example
     from gptjax.train.setup import abstract_state
@@ -130,6 +133,7 @@ def test_lora_needs_less_optimizer_memory_than_full_fine_tuning(runs):
     assert opt_bytes(runs["exp"]) < 0.5 * opt_bytes(full)
 
 
+@pytest.mark.slow
 def test_merged_workdir_gives_the_unmerged_runs_logits_and_loss(runs, capsys):
     import convert
 
@@ -151,6 +155,7 @@ def test_merged_workdir_gives_the_unmerged_runs_logits_and_loss(runs, capsys):
         runs["lora"].eval_loss, abs=1e-5)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("case", ["export_unmerged", "merge_plain", "no_match", "bad_regex", "with_freeze"])
 def test_what_cannot_work_exits_2_and_writes_nothing(runs, capsys, tmp_path, case):
     import convert

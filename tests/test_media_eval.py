@@ -98,6 +98,7 @@ def tiny_caption(steps=40, lr=3e-3):
         mesh=Mesh(1, 1, 1)).validate()
 
 
+@pytest.mark.slow
 def test_zero_media_feeds_zeros_in_place_of_every_image_and_nothing_else_changes(monkeypatch):
     """The ablation's model sees the very prompts of the real evaluation with every image zeroed; prompts
     that differ only in their image then get one answer, and accuracy is the share of test images whose

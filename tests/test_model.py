@@ -13,6 +13,7 @@ from gptjax.model.decode import generate, sample_logits
 from helpers.reference_decode import generate_without_cache, greedy_past_the_window
 from gptjax.model.masks import attention_mask
 from gptjax.model.transformer import Transformer
+from helpers.quick import quick_first
 
 GPT2 = ModelSpec(flavour="gpt2", n_layer=2, n_head=4, d_model=32, vocab_size=50, max_seq_len=24)
 LLAMA = ModelSpec(flavour="llama", n_layer=2, n_head=4, n_kv_head=2, d_model=32, vocab_size=50,
@@ -40,7 +41,7 @@ def test_prediction_at_t_ignores_later_tokens(spec):
     assert not np.allclose(a[:, t + 1:], b[:, t + 1:], atol=1e-3)
 
 
-@pytest.mark.parametrize("spec", [GPT2, LLAMA], ids=["gpt2", "llama"])
+@pytest.mark.parametrize("spec", quick_first([GPT2, LLAMA], ids=["gpt2", "llama"]))
 def test_gradient_of_early_logits_is_zero_for_later_inputs(spec):
     params = init(spec)
     x = tokens()
@@ -103,7 +104,7 @@ def test_grouped_query_equals_multi_head_with_repeated_kv():
     np.testing.assert_allclose(gqa, ref, atol=1e-5)
 
 
-@pytest.mark.parametrize("spec", [GPT2, LLAMA], ids=["gpt2", "llama"])
+@pytest.mark.parametrize("spec", quick_first([GPT2, LLAMA], ids=["gpt2", "llama"]))
 def test_kv_cache_decoding_matches_full_forward(spec):
     params = init(spec)
     x = tokens(2, 12)
@@ -121,7 +122,7 @@ def test_kv_cache_decoding_matches_full_forward(spec):
     np.testing.assert_allclose(jnp.concatenate(steps, axis=1), full, atol=1e-5)
 
 
-@pytest.mark.parametrize("spec", [GPT2, LLAMA], ids=["gpt2", "llama"])
+@pytest.mark.parametrize("spec", quick_first([GPT2, LLAMA], ids=["gpt2", "llama"]))
 # greedy, and sampling through every filter (the filters themselves: the top-k / top-p test below)
 @pytest.mark.parametrize("temperature,top_k,top_p", [(0.0, 0, 1.0), (0.9, 5, 0.8)])
 def test_sampling_with_cache_equals_recomputing(spec, temperature, top_k, top_p):

@@ -117,6 +117,7 @@ def test_loss_counts_only_the_answer(model_and_params):
     assert abs(float(loss_fn(params, inside, model, jax.random.key(0))[0]) - float(loss)) > 1e-3
 
 
+@pytest.mark.slow
 def test_cached_greedy_decoding_matches_recomputation(model_and_params):
     _, params = model_and_params
     rng = np.random.default_rng(5)

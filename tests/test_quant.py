@@ -17,6 +17,7 @@ from gptjax.model import quant
 from gptjax.model.transformer import Transformer
 from gptjax.model.weights import weight_paths
 from helpers.tiny_runs import corpus, experiment
+from helpers.quick import quick_first
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "scripts"))
 
@@ -52,8 +53,8 @@ def tiny(**kw):
     return spec, x, nn.meta.unbox(Transformer(spec).init(jax.random.key(0), x)["params"])
 
 
-@pytest.mark.parametrize("kw", [{}, {"flavour": "llama", "tie_embeddings": False, "n_kv_head": 1},
-                                {"scan_layers": True}], ids=["gpt2", "llama_gqa_untied", "scanned"])
+@pytest.mark.parametrize("kw", quick_first([{}, {"flavour": "llama", "tie_embeddings": False, "n_kv_head": 1},
+                                            {"scan_layers": True}], ids=["gpt2", "llama_gqa_untied", "scanned"]))
 def test_quantized_logits_are_close_to_fp32_and_equal_the_qat_forward(kw):
     import dataclasses
 
@@ -120,6 +121,7 @@ def quantize_cli(capsys, *args):
     return 0, json.loads(capsys.readouterr().out)
 
 
+@pytest.mark.slow
 def test_quantized_workdir_is_small_close_and_loads_like_any_run(runs, capsys):
     from gptjax.convert.logits import workdir_logits
     from gptjax.model.decode import sample_text
@@ -142,6 +144,7 @@ def test_quantized_workdir_is_small_close_and_loads_like_any_run(runs, capsys):
     assert 0 < np.max(np.abs(int8 - fp32)) < 0.05 * np.max(np.abs(fp32))
 
 
+@pytest.mark.slow
 def test_int4_packs_two_values_a_byte_and_reads_back_exactly(runs, capsys):
     from gptjax.train.restore import load_run
 
@@ -157,6 +160,7 @@ def test_int4_packs_two_values_a_byte_and_reads_back_exactly(runs, capsys):
     assert quant.tree_bytes(quant.to_saved(back)) < 0.7 * int8_disk
 
 
+@pytest.mark.slow
 def test_a_qat_run_loses_nothing_when_quantized(runs, capsys):
     status, report = quantize_cli(capsys, "--workdir", runs["qat"], "--out", runs["root"] / "qat8",
                                   "--sample_tokens", 0)
@@ -165,6 +169,7 @@ def test_a_qat_run_loses_nothing_when_quantized(runs, capsys):
     assert report["eval_loss_fp32"] == pytest.approx(runs["qat_eval"], abs=1e-5)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("case", ["already_quantized", "bits", "not_a_run", "used_out"])
 def test_quantize_refuses_bad_input_and_writes_nothing(runs, int8, capsys, tmp_path, case):
     (tmp_path / "used").mkdir()
@@ -179,6 +184,7 @@ def test_quantize_refuses_bad_input_and_writes_nothing(runs, int8, capsys, tmp_p
     assert not (tmp_path / "out").exists() and sorted(p.name for p in tmp_path.iterdir()) == ["used"]
 
 
+@pytest.mark.slow
 def test_a_quantized_workdir_does_not_train_nor_teach(runs, int8):
     import dataclasses
 
@@ -217,6 +223,7 @@ def test_chunked_cross_entropy_sees_the_same_quantized_weights(quantized):
         assert float(whole) == pytest.approx(float(plain), rel=1e-5)
 
 
+@pytest.mark.slow
 def test_a_quantized_task_model_is_scored_by_evaluate(runs, tmp_path):
     import dataclasses
 

@@ -22,6 +22,7 @@ from gptjax.model.decode import decode, text_prompt
 from gptjax.model.scoring import loglikelihood
 from gptjax.model.transformer import Transformer
 from gptjax.tasks.metrics import babi_scores, translation_scores
+from helpers.quick import quick_first
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
@@ -179,14 +180,24 @@ def sequence_logprob(spec, params, prompt, seq) -> float:
     return float(sum(lp[len(prompt) - 1 + j, t] for j, t in enumerate(seq)))
 
 
-@pytest.mark.parametrize("eos, alpha", [(2, 0.0), (1, 1.0), (3, 0.6), (0, 0.6)])
+def every_sequence_logprob(spec, params, prompt, n) -> dict:
+    """{seq: log p(seq | prompt)} for every sequence of n tokens, scored in one forward pass."""
+    seqs = np.asarray(list(itertools.product(range(spec.vocab_size), repeat=n)))
+    full = np.concatenate([np.broadcast_to(prompt, (len(seqs), len(prompt))), seqs], axis=1)[:, :-1]
+    lp = jax.nn.log_softmax(Transformer(spec).apply({"params": params}, jnp.asarray(full)), -1)
+    picked = np.take_along_axis(np.asarray(lp[:, len(prompt) - 1:]), seqs[..., None], -1)[..., 0]
+    return {tuple(s): float(v) for s, v in zip(seqs.tolist(), picked.sum(-1))}
+
+
+@pytest.mark.parametrize("eos, alpha", quick_first([(2, 0.0), (1, 1.0), (3, 0.6), (0, 0.6)]))
 def test_beam_search_finds_what_exhaustive_search_finds(peaky_model, eos, alpha):
     spec, params = peaky_model
     n_new = 4
     for prompt in ([1, 2, 3], [3, 1, 0]):
-        best = max((sequence_logprob(spec, params, prompt, seq) / float(length_penalty(jnp.asarray(len(seq)), alpha)),
-                    seq) for n in range(1, n_new + 1) for seq in itertools.product(range(4), repeat=n)
-                   if eos not in seq[:-1] and (n == n_new or seq[-1] == eos))
+        scored = {seq: lp for n in range(1, n_new + 1) for seq, lp in every_sequence_logprob(spec, params, prompt, n).items()
+                  if eos not in seq[:-1] and (n == n_new or seq[-1] == eos)}
+        best = max((lp / float(length_penalty(jnp.asarray(len(seq)), alpha)), seq) for seq, lp in scored.items())
+        assert sequence_logprob(spec, params, prompt, best[1]) == pytest.approx(scored[best[1]], abs=1e-4)
         out, score = beam_search(params, text_prompt(np.asarray([prompt])), model=Transformer(spec, decode=True),
                                  n_new=n_new, beam=64, eos_id=eos, alpha=alpha)
         got = np.asarray(out[0]).tolist()
@@ -264,6 +275,12 @@ def test_a_trained_task_model_is_scored_on_any_file_of_the_task(copy_run, copy_t
     assert saved["accuracy"] == scores["accuracy"] and (run / "eval_jsonl.md").read_text().startswith("# jsonl")
     beamed = evaluate(run, env, "--task", "jsonl", "--data", copy_task / "test.jsonl", "--beam", 3)
     assert beamed.returncode == 0 and json.loads(beamed.stdout)["beam"] == 3
+    held = evaluate(run, env, "--task", "jsonl", "--held_out", "--limit", 50)  # the run's own validation.jsonl
+    assert held.returncode == 0, held.stderr[-3000:]
+    first = json.loads((copy_task / "validation.jsonl").read_text().splitlines()[0])
+    saved = json.loads((run / "eval_jsonl_held_out.json").read_text())
+    assert saved["examples"] == 50 and saved["samples"][0]["reference"] == first["target"]
+    assert json.loads((run / "eval_jsonl.json").read_text())["examples"] == 100  # the test file's result stays
 
 
 @pytest.mark.slow

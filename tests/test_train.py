@@ -17,6 +17,7 @@ import pytest
 from gptjax.config import apply_overrides, load_experiment
 from gptjax.train.loop import run
 from helpers.generated import write_corpus
+from helpers.quick import quick_first
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 EXPERIMENT = ROOT / "experiments" / "shakespeare_char_cpu.py"
@@ -132,6 +133,7 @@ def test_gradient_accumulation_matches_the_big_batch(tiny_exp):
         np.testing.assert_allclose(np.asarray(b), np.asarray(a), rtol=1e-4, atol=2e-6)
 
 
+@pytest.mark.slow
 def test_decoder_dropout_acts_in_training_and_not_in_evaluation(tiny_exp):
     """With model.dropout > 0 the train step's loss depends on the step's dropout key and differs from the
     evaluation loss, which equals the deterministic forward pass scored here."""
@@ -165,8 +167,8 @@ SPARED = {"gpt2": {"attn/qkv_bias", "attn/out_bias", "ln_attn/scale", "ln_attn/b
           "llama": {"ln_attn/scale", "ln_mlp/scale", "ln_f/scale"}}
 
 
-@pytest.mark.parametrize("flavour", ["gpt2", "llama"])
-@pytest.mark.parametrize("scan", [False, True], ids=["unrolled", "scanned"])
+@pytest.mark.parametrize("flavour, scan", quick_first([("gpt2", False), ("llama", True), ("gpt2", True), ("llama", False)],
+                                                      ids=["gpt2-unrolled", "llama-scanned", "gpt2-scanned", "llama-unrolled"]))
 def test_weight_decay_spares_biases_and_norms(flavour, scan):
     """One AdamW step with zero gradients moves only what decays (p -> p - lr * wd * p); biases and norm
     scales stay bit-identical, also when scanned layers stack them into rank-2 arrays."""

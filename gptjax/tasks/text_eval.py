@@ -31,12 +31,19 @@ from gptjax.tasks.metrics import accuracy, babi_scores, confusion, translation_s
 from gptjax.train.restore import load_run
 
 TEXT_TASKS = ("translate", "sentiment", "qa", "jsonl")
+HELD_OUT = "<held-out validation split>"  # `run(data=HELD_OUT)`: the run's own, not a file
 MAX_NEW = {"translate": 80, "sentiment": 4, "qa": 8, "jsonl": 64}
 
 
 def read_examples(exp, task: str, path) -> list:
-    """The examples of `path`, read as the task's format (DataError naming file and line)."""
+    """The examples of `path`, read as the task's format (DataError naming file and line); with
+    path HELD_OUT, the validation examples the run's own data held out (its data.folder, else
+    GPTJAX_DATA_DIR), for choosing settings without touching a test set."""
     cfg = exp.data
+    if path == HELD_OUT:
+        from gptjax.data.task_builder import read_splits, task_folder
+
+        return read_splits(cfg, task_folder(cfg))["validation"]
     if task == "translate":
         return task_files.read_parallel(path, cfg.source_lang, cfg.target_lang)
     if task == "sentiment":
@@ -142,8 +149,9 @@ def run(workdir, task: str, data, *, beam: int = 1, alpha: float = 0.6, limit: i
                           f"{trained or getattr(exp.data, 'kind', '?')}); pass the task it learned")
     examples = read_examples(exp, task, data)[:limit]
     result = {**score(task, exp, params, tokenizer, examples, beam, alpha), "data": str(data)}
+    name = f"eval_{task}_held_out" if data == HELD_OUT else f"eval_{task}"
 
     def write():
-        atomic.write_text(workdir / f"eval_{task}.json", json.dumps(result, indent=1, ensure_ascii=False) + "\n")
-        atomic.write_text(workdir / f"eval_{task}.md", markdown(result))
+        atomic.write_text(workdir / f"{name}.json", json.dumps(result, indent=1, ensure_ascii=False) + "\n")
+        atomic.write_text(workdir / f"{name}.md", markdown(result))
     return result, write

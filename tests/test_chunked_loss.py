@@ -4,9 +4,10 @@ import dataclasses
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
 
-from gptjax.config import Experiment, ModelSpec, TextData
+from gptjax.config import Experiment, ModelSpec, TextData, Train
 from gptjax.errors import ConfigError
 from gptjax.model.transformer import Transformer
 from gptjax.train.step import chunked_cross_entropy, cross_entropy, loss_fn
@@ -55,6 +56,24 @@ def test_model_loss_with_chunks_equals_whole_logits(tied):
     (lb, cb), gb = jax.value_and_grad(loss_fn, has_aux=True)(params, batch, chunked, jax.random.key(1))
     np.testing.assert_allclose(lb, la, rtol=1e-6)
     jax.tree.map(lambda a, b: np.testing.assert_allclose(b, a, rtol=1e-5, atol=1e-7), ga, gb)
+
+
+def test_label_smoothing_is_cross_entropy_against_optax_smoothed_labels():
+    x, w, t, m = data(2)
+    logits = jnp.einsum("ble,ev->blv", x, w) * 4  # peaked, so smoothing changes the loss
+    want = optax.softmax_cross_entropy(logits, optax.smooth_labels(jax.nn.one_hot(t, V), 0.2))
+    total, count = cross_entropy(logits, t, m, smoothing=0.2)
+    np.testing.assert_allclose(total, jnp.sum(want * m), rtol=1e-6)
+    assert abs(float(total) - float(cross_entropy(logits, t, m)[0])) > 1.0
+    whole = jax.grad(lambda x: cross_entropy(jnp.einsum("ble,ev->blv", x, w), t, m, 0.2)[0])(x)
+    chunked = jax.grad(lambda x: chunked_cross_entropy(x, w, t, m, 5, 0.2)[0])(x)
+    np.testing.assert_allclose(chunked, whole, rtol=1e-5, atol=1e-6)
+
+
+def test_label_smoothing_of_one_or_more_is_refused():
+    exp = Experiment(model=ModelSpec(), data=TextData("tinyshakespeare"), train=Train(label_smoothing=1.0))
+    with pytest.raises(ConfigError, match="label_smoothing"):
+        exp.validate()
 
 
 def test_chunks_hold_a_fraction_of_the_logits():

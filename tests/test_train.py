@@ -158,6 +158,29 @@ def test_decoder_dropout_acts_in_training_and_not_in_evaluation(tiny_exp):
     assert abs(later - t1) > 1e-3 and abs(t1 - evaluated) > 1e-3
 
 
+@pytest.mark.slow
+def test_label_smoothing_smooths_the_training_loss_and_not_the_evaluation(tiny_exp):
+    """train.label_smoothing=e: the train step's loss is the cross-entropy against (1 - e) * one-hot + e / V,
+    computed here in numpy from the model's logits; the evaluation loss stays the plain cross-entropy."""
+    from gptjax.model.transformer import Transformer
+
+    exp = apply_overrides(tiny_exp, ["model.n_layer=1", "model.dropout=0", "train.label_smoothing=0.3"])
+    compiled = compiled_step(exp)
+    batch = batch_of(np.random.default_rng(3), 8, 32, 65)
+    state = compiled.init(jax.random.key(0))
+    total, count = compiled.eval_step(state.params, batch)
+    trained = float(compiled.train_step(jax.tree.map(jnp.copy, state), batch)[1]["loss"])
+    logits = np.asarray(Transformer(dataclasses.replace(exp.model, vocab_size=65)).apply(
+        {"params": state.params}, batch["inputs"]), np.float64)
+    logp = logits - logits.max(-1, keepdims=True)
+    logp -= np.log(np.exp(logp).sum(-1, keepdims=True))
+    q = 0.3 / 65 + 0.7 * np.eye(65)[batch["targets"]]
+    smoothed, plain = -(q * logp).sum(-1).mean(), -np.take_along_axis(logp, batch["targets"][..., None], -1).mean()
+    assert abs(smoothed - plain) > 1e-3  # the check below can tell them apart
+    assert trained == pytest.approx(smoothed, rel=1e-5)
+    assert float(total) / float(count) == pytest.approx(plain, rel=1e-5)
+
+
 # names of the parameters AdamW may shrink; every bias and norm parameter must stay out
 DECAYED = {"gpt2": {"attn/qkv_kernel", "attn/out_kernel", "mlp/wi/weight", "mlp/wo/weight", "wpe", "wte/embedding"},
            "llama": {"attn/qkv_kernel", "attn/out_kernel", "mlp/wi_kernel", "mlp/wo/kernel", "wte/embedding",

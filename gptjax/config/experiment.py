@@ -121,6 +121,8 @@ class Train:
     nonfinite: str = field("stop", one_of("stop", "skip"))  # what a non-finite loss or gradient does
     max_skips: int = field(10, POSITIVE)  # with nonfinite=skip: stop after this many bad steps in a row
     spike_sigmas: float = field(6.0, NON_NEGATIVE)  # log a loss spike this many running std devs above; 0 off
+    # training targets (1 - e) * one-hot + e / vocab (Szegedy et al. 2016); evaluation loss stays plain
+    label_smoothing: float = field(0.0, UNIT_OPEN)
     # knowledge distillation (gptjax/train/distill.py): a trained run's workdir as the frozen teacher;
     # loss = alpha * T^2 * KL(teacher || student, both at temperature T) + (1 - alpha) * cross-entropy
     distill_from: str = ""

@@ -29,14 +29,18 @@ class TrainState:
     opt_state: Any
 
 
-def cross_entropy(logits_BxLxV, targets_BxL, mask_BxL):
-    """Summed token cross-entropy over the mask, and the number of tokens counted."""
+def cross_entropy(logits_BxLxV, targets_BxL, mask_BxL, smoothing: float = 0.0):
+    """Summed token cross-entropy over the mask, and the number of tokens counted; with `smoothing` e,
+    against (1 - e) * one-hot + e / V, i.e. (1 - e) * CE + e * the mean over the vocabulary of -log p."""
     losses = optax.softmax_cross_entropy_with_integer_labels(logits_BxLxV, targets_BxL)
+    if smoothing:
+        mean_nll = -jnp.mean(jax.nn.log_softmax(logits_BxLxV.astype(jnp.float32), axis=-1), axis=-1)
+        losses = (1.0 - smoothing) * losses + smoothing * mean_nll
     mask = mask_BxL.astype(jnp.float32)
     return jnp.sum(losses * mask), jnp.sum(mask)
 
 
-def chunked_cross_entropy(x_BxLxE, w_ExV, targets_BxL, mask_BxL, chunk: int):
+def chunked_cross_entropy(x_BxLxE, w_ExV, targets_BxL, mask_BxL, chunk: int, smoothing: float = 0.0):
     """`cross_entropy` of logits x @ w computed `chunk` positions at a time.
 
     A scan over sequence chunks with a rematerialised body: the forward and the
@@ -55,7 +59,7 @@ def chunked_cross_entropy(x_BxLxE, w_ExV, targets_BxL, mask_BxL, chunk: int):
     @jax.checkpoint
     def piece(x_BxCxE, t_BxC, m_BxC):
         logits = jnp.einsum("bce,ev->bcv", x_BxCxE, w_ExV).astype(jnp.float32)
-        return cross_entropy(logits, t_BxC, m_BxC)
+        return cross_entropy(logits, t_BxC, m_BxC, smoothing)
 
     def body(carry, xs):
         total, count = piece(*xs)
@@ -66,14 +70,14 @@ def chunked_cross_entropy(x_BxLxE, w_ExV, targets_BxL, mask_BxL, chunk: int):
     return total, count
 
 
-def model_cross_entropy(params, batch, model: nn.Module, rngs=None):
+def model_cross_entropy(params, batch, model: nn.Module, rngs=None, smoothing: float = 0.0):
     """Summed loss and token count of `model` on `batch`, through chunked logits when the spec asks."""
     chunk = getattr(getattr(model, "spec", None), "loss_chunk", 0)
     if chunk:
         x, w = model.apply({"params": params}, batch, method="features_from_batch", rngs=rngs)
-        return chunked_cross_entropy(x, w, batch["targets"], batch["loss_mask"], chunk)
+        return chunked_cross_entropy(x, w, batch["targets"], batch["loss_mask"], chunk, smoothing)
     logits = model.apply({"params": params}, batch, method="from_batch", rngs=rngs)
-    return cross_entropy(logits, batch["targets"], batch["loss_mask"])
+    return cross_entropy(logits, batch["targets"], batch["loss_mask"], smoothing)
 
 
 def kl_divergence(teacher_logits, student_logits, mask, temperature: float):
@@ -90,6 +94,7 @@ class Distill:
     model: nn.Module
     temperature: float
     alpha: float
+    smoothing: float = 0.0  # train.label_smoothing, on the data's targets
 
 
 def distill_loss(params, teacher_params, batch, model, distill: Distill, rngs):
@@ -98,26 +103,26 @@ def distill_loss(params, teacher_params, batch, model, distill: Distill, rngs):
     logits = model.apply({"params": params}, batch, method="from_batch", rngs=rngs)
     teacher_logits = jax.lax.stop_gradient(
         distill.model.apply({"params": teacher_params}, batch, method="from_batch"))
-    ce, count = cross_entropy(logits, batch["targets"], batch["loss_mask"])
+    ce, count = cross_entropy(logits, batch["targets"], batch["loss_mask"], distill.smoothing)
     kl = kl_divergence(teacher_logits, logits, batch["loss_mask"], distill.temperature)
     n, t, a = jnp.maximum(count, 1.0), distill.temperature, distill.alpha
     return a * t * t * kl / n + (1.0 - a) * ce / n, (count, kl / n)
 
 
-def loss_fn(params, batch, model: nn.Module, rng, lora=None):
+def loss_fn(params, batch, model: nn.Module, rng, lora=None, smoothing: float = 0.0):
     """Mean loss per target token, and the token count. With `lora` (the optimizer config) the
     adapters are folded into their kernels first."""
     if lora is not None:
         params = lora_lib.merge(params, lora)
-    total, count = model_cross_entropy(params, batch, model, {"dropout": rng})
+    total, count = model_cross_entropy(params, batch, model, {"dropout": rng}, smoothing)
     return total / jnp.maximum(count, 1.0), count
 
 
-def objective(params, batch, rng, *, model, lora=None, distill=None, teacher_params=None):
+def objective(params, batch, rng, *, model, lora=None, distill=None, teacher_params=None, smoothing=0.0):
     """What the train step differentiates: the loss, and (token count, mean distillation KL); with
     `distill` the teacher's soft targets join the data's."""
     if distill is None:
-        loss, count = loss_fn(params, batch, model, rng, lora)
+        loss, count = loss_fn(params, batch, model, rng, lora, smoothing)
         return loss, (count, jnp.zeros((), jnp.float32))
     if lora is not None:
         params = lora_lib.merge(params, lora)
@@ -125,11 +130,12 @@ def objective(params, batch, rng, *, model, lora=None, distill=None, teacher_par
 
 
 def train_step(state: TrainState, batch, teacher_params=None, *, model, tx, schedule, seed: int, grad_accum: int,
-               lora=None, distill=None):
-    """One optimizer update; with grad_accum > 1 the batch is split into micro-batches."""
+               lora=None, distill=None, smoothing: float = 0.0):
+    """One optimizer update; with grad_accum > 1 the batch is split into micro-batches. `smoothing`:
+    label smoothing of the training loss (the reported `loss` is the smoothed one)."""
     rng = jax.random.fold_in(jax.random.key(seed), state.step)
     grad_fn = jax.value_and_grad(functools.partial(objective, model=model, lora=lora, distill=distill,
-                                                   teacher_params=teacher_params), has_aux=True)
+                                                   teacher_params=teacher_params, smoothing=smoothing), has_aux=True)
     if grad_accum == 1:
         (loss, (_, kl)), grads = grad_fn(state.params, batch, rng=rng)
     else:
@@ -238,7 +244,8 @@ def compile_steps(exp, model_spec, tx, schedule, mesh, example_batch, teacher: T
     repl = mesh_lib.replicated(mesh)
     step = jax.jit(functools.partial(train_step, model=train_model, tx=tx, schedule=schedule,
                                      seed=exp.train.seed, grad_accum=exp.optimizer.grad_accum, lora=lora,
-                                     distill=teacher.distill if teacher else None),
+                                     distill=teacher.distill if teacher else None,
+                                     smoothing=exp.train.label_smoothing),
                    in_shardings=(state_sharding, batch_sharding, *((teacher.sharding,) if teacher else ())),
                    out_shardings=(state_sharding, repl), donate_argnums=(0,))
     evaluate = jax.jit(functools.partial(eval_step, model=eval_model, lora=lora),

@@ -1,5 +1,6 @@
 """Downstream tasks: the readers, the packed target-only sequences, beam search, the metrics, and
 scripts/evaluate.py on a small trained task model (all on data made here)."""
+import dataclasses
 import gzip
 import itertools
 import json
@@ -14,9 +15,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from gptjax.config import ModelSpec, TaskData
+from gptjax.config import Experiment, ModelSpec, TaskData
 from gptjax.data import task_files
-from gptjax.errors import DataError
+from gptjax.errors import ConfigError, DataError
 from gptjax.model.beam import beam_search, length_penalty
 from gptjax.model.decode import decode, text_prompt
 from gptjax.model.scoring import loglikelihood
@@ -299,6 +300,13 @@ def test_evaluate_refuses_bad_data_naming_file_and_line_and_writes_nothing(copy_
              "other_task": ["not trained on the translate task"]}[case]
     assert all(w in proc.stderr for w in words), proc.stderr
     assert sorted(p.name for p in run.iterdir()) == before
+
+
+def test_prompt_loss_under_prefix_attention_is_refused():
+    exp = Experiment(model=ModelSpec(), data=TaskData(task="sentiment", attention="prefix", prompt_loss=0.5))
+    with pytest.raises(ConfigError, match="data.prompt_loss=0.5 with data.attention=prefix"):
+        exp.validate()
+    dataclasses.replace(exp, data=TaskData(task="sentiment", attention="prefix")).validate()
 
 
 def test_prompt_loss_weighs_the_prompt_in_training_rows_only(copy_task, tmp_path, monkeypatch):

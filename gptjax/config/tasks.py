@@ -44,5 +44,9 @@ class TaskData:
         if self.task == "translate" and self.source_lang == self.target_lang:
             raise ConfigError(f"data.source_lang and data.target_lang are both {self.source_lang!r}: "
                               "translate between two languages (e.g. en and de)")
+        if self.prompt_loss and self.attention == "prefix":
+            raise ConfigError(f"data.prompt_loss={self.prompt_loss} with data.attention=prefix: there every prompt "
+                              "token sees the whole prompt, so its next token is copied, not predicted; use "
+                              "data.attention=causal or data.prompt_loss=0")
         if exp.media is not None:
             raise ConfigError("task data trains a text model: remove the media section")

@@ -175,11 +175,21 @@ def quiet_failed_reads() -> None:
         return
 
     def hook(unraisable):
-        obj, exc = repr(unraisable.object), unraisable.exc_value
-        if not ("coroutine" in obj or isinstance(exc, RuntimeError) and "Event loop is closed" in str(exc)):
+        if not ("coroutine" in repr(unraisable.object) or _loop_closed(unraisable.exc_value)):
             previous(unraisable)
     hook.gptjax_quiet = True
     sys.unraisablehook = hook
+    # a callback run from TensorStore's threads may report the same error through sys.excepthook
+    previous_except = sys.excepthook
+
+    def excepthook(kind, value, tb):
+        if not _loop_closed(value):
+            previous_except(kind, value, tb)
+    sys.excepthook = excepthook
+
+
+def _loop_closed(exc) -> bool:
+    return isinstance(exc, RuntimeError) and "Event loop is closed" in str(exc)
 
 
 class _UnretrievedWrites(logging.Filter):

@@ -8,8 +8,8 @@ P.<source>[.gz] and P.<target>[.gz] (Multi30k's names: .../multi30k/test_2016_fl
 sentiment, a GLUE-format TSV; qa, a bAbI file or a folder of qaN_*.txt files; jsonl, a JSONL
 file of {"prompt", "target"}. --held_out scores instead the validation examples the run's own
 training held out (from its data.folder, else GPTJAX_DATA_DIR) and writes eval_<task>_held_out.*:
-choose decoding settings there, not on a test set. Multimodal tasks score the run's own test split (and a PNG);
---zero_media replaces every image / audio clip by zeros (expect chance accuracy).
+choose decoding settings there, not on a test set. Multimodal tasks score the run's own test
+split (and a PNG); --zero_media replaces every image / audio clip by zeros (expect chance accuracy).
 """
 import argparse
 import json
@@ -54,8 +54,8 @@ def main(argv=None):
         if a.task in TEXT_TASKS:
             from gptjax.tasks.text_eval import HELD_OUT, run
 
-            result, write = run(a.workdir, a.task, HELD_OUT if a.held_out else a.data, beam=a.beam, alpha=a.length_penalty,
-                                limit=a.limit or None)
+            result, write = run(a.workdir, a.task, HELD_OUT if a.held_out else a.data, beam=a.beam,
+                                alpha=a.length_penalty, limit=a.limit or None)
         else:
             from gptjax.tasks.media_eval import run
 

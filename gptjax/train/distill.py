@@ -65,5 +65,5 @@ def load_teacher(exp, teacher_exp, mesh) -> Teacher:
     log.info("distilling from %s (%s parameters, temperature %g, alpha %g)", workdir, f"{n:,}",
              exp.train.distill_temperature, exp.train.distill_alpha)
     distill = Distill(build_model(teacher_exp, teacher_exp.model), exp.train.distill_temperature,
-                      exp.train.distill_alpha, exp.train.label_smoothing)
+                      exp.train.distill_alpha)
     return Teacher(distill, params, sharding)

@@ -32,10 +32,12 @@ class TrainState:
 def cross_entropy(logits_BxLxV, targets_BxL, mask_BxL, smoothing: float = 0.0):
     """Summed token cross-entropy over the mask, and the number of tokens counted; with `smoothing` e,
     against (1 - e) * one-hot + e / V, i.e. (1 - e) * CE + e * the mean over the vocabulary of -log p."""
-    losses = optax.softmax_cross_entropy_with_integer_labels(logits_BxLxV, targets_BxL)
-    if smoothing:
-        mean_nll = -jnp.mean(jax.nn.log_softmax(logits_BxLxV.astype(jnp.float32), axis=-1), axis=-1)
-        losses = (1.0 - smoothing) * losses + smoothing * mean_nll
+    if smoothing:  # one log-softmax serves both terms
+        logp = jax.nn.log_softmax(logits_BxLxV.astype(jnp.float32), axis=-1)
+        nll = -jnp.take_along_axis(logp, targets_BxL[..., None], axis=-1)[..., 0]
+        losses = (1.0 - smoothing) * nll - smoothing * jnp.mean(logp, axis=-1)
+    else:
+        losses = optax.softmax_cross_entropy_with_integer_labels(logits_BxLxV, targets_BxL)
     mask = mask_BxL.astype(jnp.float32)
     return jnp.sum(losses * mask), jnp.sum(mask)
 
@@ -94,16 +96,15 @@ class Distill:
     model: nn.Module
     temperature: float
     alpha: float
-    smoothing: float = 0.0  # train.label_smoothing, on the data's targets
 
 
-def distill_loss(params, teacher_params, batch, model, distill: Distill, rngs):
+def distill_loss(params, teacher_params, batch, model, distill: Distill, rngs, smoothing: float = 0.0):
     """alpha * T^2 * KL(teacher || student at T) + (1 - alpha) * cross-entropy, per target token
     (T^2 keeps the soft targets' gradients on the scale of the hard ones, as Hinton et al. 2015)."""
     logits = model.apply({"params": params}, batch, method="from_batch", rngs=rngs)
     teacher_logits = jax.lax.stop_gradient(
         distill.model.apply({"params": teacher_params}, batch, method="from_batch"))
-    ce, count = cross_entropy(logits, batch["targets"], batch["loss_mask"], distill.smoothing)
+    ce, count = cross_entropy(logits, batch["targets"], batch["loss_mask"], smoothing)
     kl = kl_divergence(teacher_logits, logits, batch["loss_mask"], distill.temperature)
     n, t, a = jnp.maximum(count, 1.0), distill.temperature, distill.alpha
     return a * t * t * kl / n + (1.0 - a) * ce / n, (count, kl / n)
@@ -126,7 +127,7 @@ def objective(params, batch, rng, *, model, lora=None, distill=None, teacher_par
         return loss, (count, jnp.zeros((), jnp.float32))
     if lora is not None:
         params = lora_lib.merge(params, lora)
-    return distill_loss(params, teacher_params, batch, model, distill, {"dropout": rng})
+    return distill_loss(params, teacher_params, batch, model, distill, {"dropout": rng}, smoothing)
 
 
 def train_step(state: TrainState, batch, teacher_params=None, *, model, tx, schedule, seed: int, grad_accum: int,

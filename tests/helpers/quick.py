@@ -1,6 +1,7 @@
 """Parameter lists whose quick part runs under `-m "not slow"` and whose rest is marked slow.
 
-The quick suite keeps one case of each check (or a few cases of a grid); the full suite, `bash scripts/test.sh` and CI, runs every case.
+The quick suite keeps one case of each check (or a few cases of a grid); the full suite,
+`bash scripts/test.sh` and CI, runs every case.
 """
 import itertools
 

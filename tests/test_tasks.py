@@ -225,6 +225,21 @@ def test_loglikelihood_equals_a_full_forward_pass(peaky_model):
         assert lp == pytest.approx(want, abs=1e-4)
 
 
+def test_answer_budget_fits_whole_answers_in_every_tokenizer():
+    """A byte- or character-level run spends a token per letter: its answers must still fit whole
+    (SST-2 from a byte-level base was once cut to 'posi' and 'nega', accuracy 0)."""
+    from gptjax.data.tokenizers import ByteTokenizer, CharTokenizer
+    from gptjax.tasks.text_eval import answer_budget
+    german = "Ein Mann mit einem orangefarbenen Hut, der etwas anstarrt, steht vor einem großen Gebäude am Fluss."
+    answers = {"sentiment": task_files.SENTIMENT_LABELS, "qa": ["bathroom", "apple,football,milk"],
+               "translate": [german * 3]}
+    alphabet = sorted(set("".join(a for group in answers.values() for a in group)))
+    for tokenizer in (ByteTokenizer(add_eos=True), CharTokenizer(alphabet)):
+        for task, group in answers.items():
+            for answer in group:
+                assert len(tokenizer.encode(answer)) + 1 <= answer_budget(task, tokenizer), (tokenizer.name, task)
+
+
 # ------------------------------------------------------------------ metrics
 
 def test_bleu_is_sacrebleus_on_its_own_known_answer():

@@ -32,7 +32,19 @@ from gptjax.train.restore import load_run
 
 TEXT_TASKS = ("translate", "sentiment", "qa", "jsonl")
 HELD_OUT = "<held-out validation split>"  # `run(data=HELD_OUT)`: the run's own, not a file
-MAX_NEW = {"translate": 80, "sentiment": 4, "qa": 8, "jsonl": 64}
+MAX_NEW = {"translate": 80, "sentiment": 4, "qa": 8, "jsonl": 64}  # subword pieces
+MAX_NEW_CHARS = {"translate": 400, "sentiment": 16, "qa": 48, "jsonl": 256}  # one token per character or byte
+CHARACTER_TOKENIZERS = ("char", "byte")
+
+
+def answer_budget(task: str, tokenizer) -> int:
+    """How many tokens an answer may take: the task's budget in the tokenizer's own unit, and for
+    sentiment never fewer than the longest label word and its <eos>."""
+    table = MAX_NEW_CHARS if tokenizer.name in CHARACTER_TOKENIZERS else MAX_NEW
+    n = table[task]
+    if task == "sentiment":
+        n = max(n, 1 + max(len(tokenizer.encode(label)) for label in task_files.SENTIMENT_LABELS))
+    return n
 
 
 def read_examples(exp, task: str, path) -> list:
@@ -105,7 +117,8 @@ def score(task: str, exp, params, tokenizer, examples, beam: int, alpha: float) 
     refs = [ex.target for ex in examples]
     t0 = time.time()
     prefix = exp.data.attention == "prefix"
-    hyps = generate_answers(params, exp.model, tokenizer, prompts, MAX_NEW[task], beam, alpha, prefix=prefix)
+    hyps = generate_answers(params, exp.model, tokenizer, prompts, answer_budget(task, tokenizer), beam, alpha,
+                            prefix=prefix)
     result = {"task": task, "examples": len(examples), "beam": beam, "length_penalty": alpha if beam > 1 else None}
     if task == "translate":
         result.update(translation_scores(hyps, refs))

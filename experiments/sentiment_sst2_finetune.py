@@ -3,7 +3,8 @@ the baseline that experiments/sentiment_sst2_lora.py is measured against.
 
   python scripts/train.py experiments/sentiment_sst2_finetune.py --workdir runs/sst2_full_ft
   python scripts/evaluate.py --workdir runs/sst2_full_ft --task sentiment --data $GPTJAX_DATA_DIR/sst2/dev.tsv
-Expect: every parameter trained; the run's log gives the optimizer state's size.
+Expect: every parameter trained (optimizer state 24.86 MiB); dev accuracy 0.721 (by log-likelihood
+0.735) after 1000 steps, 26 min on two CPU cores (docs/efficiency.md).
 """
 from gptjax.config import Experiment, Mesh, ModelSpec, Optimizer, Schedule, TaskData, Train
 
@@ -13,7 +14,7 @@ EXPERIMENT = Experiment(
     schedule=Schedule("warmup_cosine", peak_lr=3e-4, warmup_steps=100, end_lr=3e-5),
     optimizer=Optimizer(b1=0.9, b2=0.98, weight_decay=0.1, clip_norm=1.0),
     data=TaskData(task="sentiment", tokenizer="byte"),
-    train=Train(steps=1500, batch_size=32, eval_every=500, eval_batches=30, checkpoint_every=500,
+    train=Train(steps=1000, batch_size=32, eval_every=500, eval_batches=30, checkpoint_every=500,
                 log_every=50, sample_tokens=0, init_from="runs/shakespeare_bytes"),
     mesh=Mesh(cpu_devices=2),
 )

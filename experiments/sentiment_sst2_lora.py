@@ -7,8 +7,9 @@ the MLPs too, `--set optimizer.lora_targets='(attn|mlp)/.*(kernel|weight)$'`, wo
   python scripts/train.py experiments/sentiment_sst2_lora.py --workdir runs/sst2_lora
   python scripts/evaluate.py --workdir runs/sst2_lora --task sentiment --data $GPTJAX_DATA_DIR/sst2/dev.tsv
   python scripts/convert.py merge-lora --workdir runs/sst2_lora --out runs/sst2_lora_merged
-Expect (issue 16's goal): dev accuracy within 1 point of full fine-tuning, under 2% of the parameters
-trained, and a smaller optimizer state (both printed when the run starts).
+Measured (2-core CPU, docs/efficiency.md): dev accuracy 0.659 against full fine-tuning's 0.721, so
+issue 16's goal (within 1 point) is not met on this base; 1.49% of the parameters train and Adam's
+state is 0.38 MiB against 24.86 MiB. A peak lr of 1e-2 did worse (training loss 0.227 against 0.190).
 """
 from gptjax.config import Experiment, Mesh, ModelSpec, Optimizer, Schedule, TaskData, Train
 
@@ -19,7 +20,7 @@ EXPERIMENT = Experiment(
     optimizer=Optimizer(b1=0.9, b2=0.98, weight_decay=0.0, clip_norm=1.0, lora_rank=8, lora_alpha=16.0,
                         lora_targets=r"attn/(qkv|out)_kernel$"),
     data=TaskData(task="sentiment", tokenizer="byte"),
-    train=Train(steps=1500, batch_size=32, eval_every=500, eval_batches=30, checkpoint_every=500,
+    train=Train(steps=1000, batch_size=32, eval_every=500, eval_batches=30, checkpoint_every=500,
                 log_every=50, sample_tokens=0, init_from="runs/shakespeare_bytes"),
     mesh=Mesh(cpu_devices=2),
 )

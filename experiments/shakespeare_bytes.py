@@ -5,7 +5,8 @@ byte vocabulary (bytes and <eos>), so that sentiment_sst2_finetune.py and sentim
 start from these weights with train.init_from.
 
   python scripts/train.py experiments/shakespeare_bytes.py --workdir runs/shakespeare_bytes
-Expect: eval loss well under ln(256) = 5.5 nats per byte (about 1.5 for a model of this size).
+Expect: eval loss well under ln(256) = 5.5 nats per byte: 1.538 after the 1500 steps (40 min on two
+CPU cores shared with another run).
 """
 from gptjax.config import Experiment, Mesh, ModelSpec, Optimizer, Schedule, TextData, Train
 
@@ -15,6 +16,6 @@ EXPERIMENT = Experiment(
     schedule=Schedule("warmup_cosine", peak_lr=1e-3, warmup_steps=200, end_lr=1e-4),
     optimizer=Optimizer(b1=0.9, b2=0.99, weight_decay=0.1, clip_norm=1.0),
     data=TextData("tinyshakespeare", tokenizer="byte"),
-    train=Train(steps=3000, batch_size=32, eval_every=500, eval_batches=20, checkpoint_every=1000, log_every=50),
+    train=Train(steps=1500, batch_size=32, eval_every=500, eval_batches=20, checkpoint_every=1000, log_every=50),
     mesh=Mesh(cpu_devices=2),
 )

@@ -9,7 +9,8 @@ embedding), the same data and tokenizer (distillation needs the teacher's vocabu
   python scripts/evaluate.py --workdir runs/sst2_student_kd --task sentiment --data $GPTJAX_DATA_DIR/sst2/dev.tsv
 
 Expect (issue 16's goal): the distilled student at least 1 point of dev accuracy above the lone one
-(Tang et al. 2019 gained 4 points distilling BERT into a BiLSTM).
+(Tang et al. 2019 gained 4 points distilling BERT into a BiLSTM). Measured on two CPU cores with the
+shipped teacher (dev 0.804): alone 0.7718, distilled 0.7856, +1.38 points (docs/efficiency.md).
 """
 from gptjax.config import Experiment, Mesh, ModelSpec, Optimizer, Schedule, TaskData, Train
 

@@ -338,3 +338,33 @@ def test_prompt_loss_weighs_the_prompt_in_training_rows_only(copy_task, tmp_path
         assert mask[at][:prompt_len - 1].tolist() == [prompt_weight] * (prompt_len - 1)
         assert set(mask[at][prompt_len - 1:].tolist()) <= {1.0, 0.0} and mask[at][prompt_len - 1] == 1.0
         assert mask[seg == 0].sum() == 0
+
+
+def test_unlabeled_rows_model_the_prompts_alone_and_never_read_a_target(copy_task, tmp_path, monkeypatch):
+    from gptjax.data.task_pipeline import TaskLMData
+
+    monkeypatch.setenv("GPTJAX_CACHE_DIR", str(tmp_path / "cache"))
+    data = TaskLMData(TaskData(task="jsonl", folder=str(copy_task), tokenizer="byte", unlabeled=True), 40, 0)
+    labelled = TaskLMData(TaskData(task="jsonl", folder=str(copy_task), tokenizer="byte"), 40, 0)
+    assert (data.examples["train"]["lengths"] < labelled.examples["train"]["lengths"]).all()  # own cache entry
+    tok = data.tokenizer
+    for batch in (next(data.train_batches(4, 0)), next(data.eval_batches(4, 1))):
+        for r in range(4):
+            seg, mask = batch["segment_ids"][r], batch["loss_mask"][r]
+            for s in set(seg.tolist()) - {0}:
+                at = np.nonzero(seg == s)[0]
+                text = tok.decode(batch["inputs"][r][at].tolist())
+                assert text.endswith("=") and text.count("=") == 1  # the prompt, and no target after it
+                # every next token within the example is learned, <eos> last; none across examples
+                assert mask[at][:-1].tolist() == [1.0] * (len(at) - 1)
+                if at[-1] + 1 < len(seg):
+                    assert mask[at[-1]] == 0.0
+                learned = batch["targets"][r][at][mask[at] > 0].tolist()
+                assert learned[-1] == tok.eos_id and tok.decode(learned[:-1]) == text[1:]
+            assert mask[seg == 0].sum() == 0
+
+
+def test_unlabeled_with_prompt_loss_is_refused():
+    exp = Experiment(model=ModelSpec(), data=TaskData(task="sentiment", unlabeled=True, prompt_loss=0.5))
+    with pytest.raises(ConfigError, match="data.unlabeled=true"):
+        exp.validate()

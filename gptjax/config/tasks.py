@@ -37,6 +37,9 @@ class TaskData:
     # weight of the prompt's own next-token loss next to the target's (1): 0 learns the target only; a
     # little language modelling of the prompt can help a model that starts from nothing
     prompt_loss: float = field(0.0, between(0, 1))
+    # true: each example is its prompt alone + <eos>, every token trained, no label read: language modelling
+    # of the task's own inputs (ULMFiT's domain step), a base that fine-tunes fully or with LoRA
+    unlabeled: bool = False
     data_dir: str = ""  # TFDS data dir; empty: the gptjax cache
     kind: str = "task"
 
@@ -48,5 +51,8 @@ class TaskData:
             raise ConfigError(f"data.prompt_loss={self.prompt_loss} with data.attention=prefix: there every prompt "
                               "token sees the whole prompt, so its next token is copied, not predicted; use "
                               "data.attention=causal or data.prompt_loss=0")
+        if self.unlabeled and (self.prompt_loss or self.attention == "prefix"):
+            raise ConfigError("data.unlabeled=true trains on the prompts alone, every token of them: drop "
+                              "data.prompt_loss and data.attention=prefix (they weigh a prompt against its target)")
         if exp.media is not None:
             raise ConfigError("task data trains a text model: remove the media section")

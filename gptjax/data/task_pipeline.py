@@ -2,7 +2,8 @@
 
 Each example is `prompt ids + target ids + <eos>`; the loss is on the target and
 <eos> only (training rows add the prompt's own loss weighted by data.prompt_loss,
-0 by default; evaluation rows never do, so eval losses compare). Examples are packed into rows of `seq_len + 1` tokens: each keeps
+0 by default; evaluation rows never do, so eval losses compare). With data.unlabeled an example is its
+prompt alone + <eos>, all of it trained (language modelling of the task's inputs). Examples are packed into rows of `seq_len + 1` tokens: each keeps
 its own segment id and positions from 0, so attention never crosses examples.
 A prompt too long for a row loses its oldest tokens (a bAbI story its first lines).
 
@@ -74,7 +75,9 @@ class TaskLMData(BatchSource):
 
     def _encode(self, split: str) -> dict:
         """{"tokens": all examples' ids end to end, "starts", "prompt_lens", "lengths", "groups"}."""
-        key = hashlib.sha256(f"{self.fingerprint}|{split}|{self.tokenizer.fingerprint()}".encode()).hexdigest()[:20]
+        unlabeled = "|unlabeled" if self.cfg.unlabeled else ""
+        key = hashlib.sha256(f"{self.fingerprint}|{split}|{self.tokenizer.fingerprint()}{unlabeled}".encode())
+        key = key.hexdigest()[:20]
         path = corpora.cache_dir() / "tokens" / f"task_{key}.npz"
         if path.is_file():
             with np.load(path) as z:
@@ -82,6 +85,8 @@ class TaskLMData(BatchSource):
         pieces, prompt_lens, groups = [], [], []
         for prompt, target, group in self.texts(split):
             p, t = self.tokenizer.encode(prompt), self.tokenizer.encode(target) + [self.tokenizer.eos_id]
+            if self.cfg.unlabeled:
+                p, t = [], p + [self.tokenizer.eos_id]
             pieces.append(np.asarray(p + t, np.int32))
             prompt_lens.append(len(p))
             groups.append(group)
@@ -142,7 +147,7 @@ class TaskLMData(BatchSource):
             row["segment_ids"][at:at + n], row["positions"][at:at + n] = seg, np.arange(n)
             at += n
         same_example = (row["segment_ids"][1:] == row["segment_ids"][:-1]) & (row["segment_ids"][1:] > 0)
-        weights = np.where(row["is_target"][1:], 1.0, prompt_loss * same_example)
+        weights = np.where(row["is_target"][1:], 1.0, prompt_loss) * same_example
         out = {"inputs": row["inputs"][:-1], "targets": row["inputs"][1:], "loss_mask": weights.astype(np.float32),
                "segment_ids": row["segment_ids"][:-1], "positions": row["positions"][:-1]}
         if self.cfg.attention == "prefix":  # each example's prompt is its own bidirectional prefix

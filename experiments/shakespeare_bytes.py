@@ -1,8 +1,9 @@
-"""A byte-level GPT pretrained on tiny Shakespeare: the base that SST-2 fine-tunes, fully or with LoRA.
+"""A byte-level GPT pretrained on tiny Shakespeare: the base of experiments/sst2_domain_lm.py, which SST-2
+fine-tunes fully or with LoRA.
 
 The shape of experiments/sentiment_sst2.py (4 layers, 256 wide, context 128) and its 257-symbol
-byte vocabulary (bytes and <eos>), so that sentiment_sst2_finetune.py and sentiment_sst2_lora.py
-start from these weights with train.init_from.
+byte vocabulary (bytes and <eos>), so that sst2_domain_lm.py starts from these weights with
+train.init_from (and sentiment_sst2_finetune.py or sentiment_sst2_lora.py can, with --set).
 
   python scripts/train.py experiments/shakespeare_bytes.py --workdir runs/shakespeare_bytes
 Expect: eval loss well under ln(256) = 5.5 nats per byte: 1.538 after the 1500 steps (40 min on two

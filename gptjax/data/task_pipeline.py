@@ -84,9 +84,11 @@ class TaskLMData(BatchSource):
                 return dict(z)
         pieces, prompt_lens, groups = [], [], []
         for prompt, target, group in self.texts(split):
-            p, t = self.tokenizer.encode(prompt), self.tokenizer.encode(target) + [self.tokenizer.eos_id]
-            if self.cfg.unlabeled:
+            p = self.tokenizer.encode(prompt)
+            if self.cfg.unlabeled:  # the prompt is the whole example; the label is never encoded
                 p, t = [], p + [self.tokenizer.eos_id]
+            else:
+                t = self.tokenizer.encode(target) + [self.tokenizer.eos_id]
             pieces.append(np.asarray(p + t, np.int32))
             prompt_lens.append(len(p))
             groups.append(group)

@@ -6,6 +6,7 @@ a run trains a decoder on prompt + target with the loss on the target only.
 from __future__ import annotations
 
 import dataclasses
+import re
 
 from gptjax.config.fields import NON_NEGATIVE, POSITIVE, between, field, one_of
 from gptjax.config.registry import config_kind
@@ -40,6 +41,11 @@ class TaskData:
     # true: each example is its prompt alone + <eos>, every token trained, no label read: language modelling
     # of the task's own inputs (ULMFiT's domain step), a base that fine-tunes fully or with LoRA
     unlabeled: bool = False
+    # training examples gain this many copies with the words of each `permute` class renamed at random,
+    # consistently across prompt and target (gptjax/data/augment.py); validation examples never change
+    augment_copies: int = field(0, NON_NEGATIVE)
+    permute: str = ""  # classes of interchangeable words: 'Mary John Sandra; kitchen garden office'
+    augment_groups: str = ""  # which groups (bAbI task numbers) are copied: '1-19', '1,3,5'; empty: all
     data_dir: str = ""  # TFDS data dir; empty: the gptjax cache
     kind: str = "task"
 
@@ -54,5 +60,39 @@ class TaskData:
         if self.unlabeled and (self.prompt_loss or self.attention == "prefix"):
             raise ConfigError("data.unlabeled=true trains on the prompts alone, every token of them: drop "
                               "data.prompt_loss and data.attention=prefix (they weigh a prompt against its target)")
+        if self.augment_copies and not self.permute.strip():
+            raise ConfigError(f"data.augment_copies={self.augment_copies} needs data.permute: the classes of words "
+                              "to rename, e.g. 'Mary John Sandra; kitchen garden office'")
+        self.permute_classes(), self.augmented_groups()
         if exp.media is not None:
             raise ConfigError("task data trains a text model: remove the media section")
+
+    def permute_classes(self) -> list[list[str]]:
+        """data.permute 'a b c; d e' as [['a', 'b', 'c'], ['d', 'e']]; refuses a class of one word or a word in two."""
+        classes = [c.split() for c in self.permute.split(";") if c.strip()]
+        seen: dict[str, int] = {}
+        for i, words in enumerate(classes):
+            if len(set(words)) < 2:
+                raise ConfigError(f"data.permute class {i + 1} ({' '.join(words)!r}) needs two different words or "
+                                  "more to permute; classes are separated by ';', words by spaces")
+            for w in words:
+                if not re.fullmatch(r"\w+", w):
+                    raise ConfigError(f"data.permute: {w!r} is not a word (letters, digits or _); classes are "
+                                      "separated by ';', words by spaces")
+                if seen.setdefault(w, i) != i:
+                    raise ConfigError(f"data.permute: {w!r} is in classes {seen[w] + 1} and {i + 1}; a word belongs "
+                                      "to one class")
+        return [sorted(set(words)) for words in classes]
+
+    def augmented_groups(self) -> set[int] | None:
+        """data.augment_groups '1-19' or '1,2,5' as the set of groups copied; empty: None (all of them)."""
+        if not self.augment_groups.strip():
+            return None
+        out: set[int] = set()
+        for part in self.augment_groups.split(","):
+            lo, _, hi = part.strip().partition("-")
+            if not lo.isdigit() or (hi and not hi.isdigit()) or int(hi or lo) < int(lo):
+                raise ConfigError(f"data.augment_groups={self.augment_groups!r}: expected group numbers and "
+                                  "ranges, such as '1-19' or '1,3,5'")
+            out.update(range(int(lo), int(hi or lo) + 1))
+        return out

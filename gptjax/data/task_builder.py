@@ -8,7 +8,8 @@ Splits `train` and `validation`, from the task's own files:
   qa         every <folder>/qaN_*_train.txt; `val_fraction` of each task's stories held out
   jsonl      <folder>/train.jsonl and <folder>/validation.jsonl, or `val_fraction` of train
 
-Records hold `prompt` and `target` (gptjax/data/task_formats.py wrote them from the raw
+With `data.augment_copies`, the train split also holds that many renamed copies of each example
+(gptjax/data/augment.py). Records hold `prompt` and `target` (gptjax/data/task_formats.py wrote them from the raw
 fields) and `group` (bAbI task number, sentiment label, or 0).
 """
 from __future__ import annotations
@@ -23,6 +24,7 @@ import tensorflow_datasets as tfds
 
 from gptjax.config.tasks import DEFAULT_FOLDERS
 from gptjax.data import task_files, task_formats
+from gptjax.data.augment import permuted_copies
 from gptjax.data.tfds_local import LocalBuilder, build_local
 from gptjax.errors import DataError
 
@@ -101,8 +103,11 @@ def read_splits(cfg, folder: pathlib.Path) -> dict[str, list]:
 def prepare_task(cfg):
     """Build (or reuse) the task's array_record dataset; returns the TFDS builder."""
     folder = task_folder(cfg)
-    splits = {name: [(*task_formats.format_example(cfg.task, ex), ex.group) for ex in examples]
-              for name, examples in read_splits(cfg, folder).items()}
+    examples = read_splits(cfg, folder)
+    examples["train"] = permuted_copies(examples["train"], cfg.permute_classes(), cfg.augment_copies,
+                                        cfg.augmented_groups(), seed=cfg.split_seed)
+    splits = {name: [(*task_formats.format_example(cfg.task, ex), ex.group) for ex in rows]
+              for name, rows in examples.items()}
     h = hashlib.sha256(repr((cfg.task, cfg.source_lang, cfg.target_lang, cfg.val_fraction, cfg.split_seed,
                              cfg.context_lines)).encode())
     for name in sorted(splits):

@@ -13,11 +13,24 @@ Expect (2-core CPU, about 70 min): held-out mean error 0.49, 20 tasks failed (do
 """
 from gptjax.config import Experiment, Mesh, ModelSpec, Optimizer, Schedule, TaskData, Train
 
+# Words that play the same part in every story they appear in: each of the 8 renamed copies of a
+# training question permutes every class at random (gptjax/data/augment.py). Tasks 15, 18 and 20 are
+# not copied: their answers hang on what the words mean (mouse/mice, box/suitcase, hungry -> kitchen).
+RENAMED = (
+    "Daniel John Mary Sandra Bill Fred Jeff Julie Bernhard Brian Greg Julius Lily",
+    "bathroom bedroom garden hallway kitchen office cinema park school",
+    "apple football milk",
+    "gray green white yellow blue pink red",
+    "frog lion rhino swan",
+    "rectangle sphere square triangle",
+)
+
 EXPERIMENT = Experiment(
-    model=ModelSpec(flavour="gpt2", n_layer=4, n_head=4, d_model=192, max_seq_len=384, dropout=0.1),
+    model=ModelSpec(flavour="llama", n_layer=4, n_head=4, d_model=192, max_seq_len=384, dropout=0.1),
     schedule=Schedule("warmup_cosine", peak_lr=1e-3, warmup_steps=200, end_lr=5e-5),
     optimizer=Optimizer(b1=0.9, b2=0.98, weight_decay=0.1, clip_norm=1.0),
-    data=TaskData(task="qa", sp_vocab_size=600, val_fraction=0.1, context_lines=50),
+    data=TaskData(task="qa", sp_vocab_size=600, val_fraction=0.1, context_lines=50,
+                  augment_copies=8, permute=" ; ".join(RENAMED), augment_groups="1-14,16,17,19"),
     train=Train(steps=4000, batch_size=16, eval_every=500, eval_batches=30, checkpoint_every=1000,
                 log_every=50, sample_tokens=0),
     mesh=Mesh(cpu_devices=2),

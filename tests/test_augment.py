@@ -74,7 +74,7 @@ def test_validation_is_never_copied(tmp_path, monkeypatch):
     assert grown.texts("validation") == plain.texts("validation")
     assert len(grown.texts("train")) == 3 * len(plain.texts("train"))
     assert grown.texts("train")[:len(plain.texts("train"))] == plain.texts("train")
-    assert {t.strip() for _, t, _ in grown.texts("train")} == {"bathroom", "kitchen"}  # places were not in a class
+    assert {t for _, t, _ in grown.texts("train")} == {"bathroom", "kitchen"}  # places were not in a class
 
 
 @pytest.mark.parametrize("fields, words", [
@@ -95,21 +95,3 @@ def test_group_ranges_and_lists_are_read():
     assert TaskData(augment_groups="1-3, 7,9-10").augmented_groups() == {1, 2, 3, 7, 9, 10}
     assert TaskData().augmented_groups() is None
     assert TaskData(permute=" a b ;; c d c ").permute_classes() == [["a", "b"], ["c", "d"]]
-
-
-def test_a_babi_name_is_one_token_wherever_it_stands(tmp_path):
-    from gptjax.data import tokenizers
-    from gptjax.data.task_formats import format_example
-
-    (tmp_path / "qa1_single-supporting-fact_train.txt").write_text(STORY * 20)
-    texts = [t for ex in task_files.read_babi(tmp_path) for t in format_example("qa", ex)]
-    tok = tokenizers.train_sentencepiece(texts, tmp_path / "sp", 320)
-    prompt, target = format_example("qa", task_files.read_babi(tmp_path)[1])
-    ids = tok.encode(prompt)
-
-    def count(sub):  # how often the ids `sub` stand in the prompt's ids, contiguous
-        return sum(ids[i:i + len(sub)] == sub for i in range(len(ids)))
-    # the name opening both story lines and the one in the question are the same pieces; so are the
-    # place in the story and the answer
-    assert count(tok.encode(" Mary")) == 3
-    assert target == " kitchen" and count(tok.encode(target)) == 1

@@ -8,14 +8,17 @@ are held out for choosing settings; scripts/evaluate.py scores any bAbI file or 
   python scripts/train.py experiments/qa_babi.py --workdir runs/qa_babi
   python scripts/evaluate.py --workdir runs/qa_babi --task qa --held_out   # choose settings here
   python scripts/evaluate.py --workdir runs/qa_babi --task qa --data path/to/babi/en-test-folder
-Expect (2-core CPU, about 70 min): held-out mean error 0.49, 20 tasks failed (docs/tasks.md); the goal of
-<= 0.10 needs more than this plain decoder.
+Expect (2-core CPU, about 17 min): held-out mean error 0.444, 19 tasks failed (docs/tasks.md); the goal
+of <= 0.10 needs more than this plain decoder. Rotary positions (LLaMA flavour) and 1000 steps were
+chosen on the held-out questions: the GPT-2 flavour gave 0.492 after 4000 steps, and its held-out loss
+rose from step 1000 on.
 """
 from gptjax.config import Experiment, Mesh, ModelSpec, Optimizer, Schedule, TaskData, Train
 
-# Words that play the same part in every story they appear in: each of the 8 renamed copies of a
-# training question permutes every class at random (gptjax/data/augment.py). Tasks 15, 18 and 20 are
-# not copied: their answers hang on what the words mean (mouse/mice, box/suitcase, hungry -> kitchen).
+# Words that play the same part in every story they appear in. `--set data.augment_copies=8` adds 8
+# copies of each training question with every class permuted at random (gptjax/data/augment.py); tasks
+# 15, 18 and 20 are not copied: their answers hang on what the words mean (mouse/mice, hungry -> kitchen).
+# Off as shipped: 4000 steps with it scored 0.474 on the held-out questions, against 0.444 without.
 RENAMED = (
     "Daniel John Mary Sandra Bill Fred Jeff Julie Bernhard Brian Greg Julius Lily",
     "bathroom bedroom garden hallway kitchen office cinema park school",
@@ -30,8 +33,8 @@ EXPERIMENT = Experiment(
     schedule=Schedule("warmup_cosine", peak_lr=1e-3, warmup_steps=200, end_lr=5e-5),
     optimizer=Optimizer(b1=0.9, b2=0.98, weight_decay=0.1, clip_norm=1.0),
     data=TaskData(task="qa", sp_vocab_size=600, val_fraction=0.1, context_lines=50,
-                  augment_copies=8, permute=" ; ".join(RENAMED), augment_groups="1-14,16,17,19"),
-    train=Train(steps=4000, batch_size=16, eval_every=500, eval_batches=30, checkpoint_every=1000,
+                  augment_copies=0, permute=" ; ".join(RENAMED), augment_groups="1-14,16,17,19"),
+    train=Train(steps=1000, batch_size=16, eval_every=500, eval_batches=30, checkpoint_every=500,
                 log_every=50, sample_tokens=0),
     mesh=Mesh(cpu_devices=2),
 )

@@ -63,7 +63,8 @@ class TaskData:
         if self.augment_copies and not self.permute.strip():
             raise ConfigError(f"data.augment_copies={self.augment_copies} needs data.permute: the classes of words "
                               "to rename, e.g. 'Mary John Sandra; kitchen garden office'")
-        self.permute_classes(), self.augmented_groups()
+        self.permute_classes()  # each raises ConfigError on a malformed value
+        self.augmented_groups()
         if exp.media is not None:
             raise ConfigError("task data trains a text model: remove the media section")
 

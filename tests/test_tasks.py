@@ -91,6 +91,10 @@ def test_babi_questions_carry_their_story_and_task(tmp_path):
     assert qs[2].source == "Sandra travelled to the office.\nWhere is Sandra?"  # a new story forgets the old
     assert task_files.read_babi(path, context_lines=1)[1].source == "Daniel went back to the hallway.\nWhere is Daniel?"
     assert len(task_files.read_babi(tmp_path)) == 3  # a folder of qaN_ files
+    aged = task_files.read_babi(path, line_ages=True)
+    assert aged[1].source == ("3 Mary moved to the bathroom.\n2 John went to the hallway.\n"
+                              "1 Daniel went back to the hallway.\nWhere is Daniel?")
+    assert task_files.read_babi(path, 1, line_ages=True)[1].source == "1 Daniel went back to the hallway.\nWhere is Daniel?"
 
 
 def test_babi_and_jsonl_errors_name_file_and_line(tmp_path):
@@ -367,4 +371,10 @@ def test_unlabeled_rows_model_the_prompts_alone_and_never_read_a_target(copy_tas
 def test_unlabeled_with_prompt_loss_is_refused():
     exp = Experiment(model=ModelSpec(), data=TaskData(task="sentiment", unlabeled=True, prompt_loss=0.5))
     with pytest.raises(ConfigError, match="data.unlabeled=true"):
+        exp.validate()
+
+
+def test_line_ages_outside_qa_are_refused():
+    exp = Experiment(model=ModelSpec(), data=TaskData(task="sentiment", line_ages=True))
+    with pytest.raises(ConfigError, match="data.line_ages"):
         exp.validate()

@@ -32,6 +32,7 @@ class TaskData:
     val_fraction: float = field(0.1, between(0, 1, low_open=True, high_open=True))  # qa / jsonl: held out
     split_seed: int = field(0, NON_NEGATIVE)  # which examples (bAbI: which stories) are held out
     context_lines: int = field(0, NON_NEGATIVE)  # qa: keep the last N story lines (0: all that fit)
+    line_ages: bool = False  # qa: each story line opens with how many lines before the question it was told
     # causal: every token sees the ones before it; prefix: the prompt's tokens see the whole prompt
     # (bidirectional, as an encoder would), the target's see the prompt and the target so far
     attention: str = field("causal", one_of("causal", "prefix"))
@@ -60,6 +61,9 @@ class TaskData:
         if self.unlabeled and (self.prompt_loss or self.attention == "prefix"):
             raise ConfigError("data.unlabeled=true trains on the prompts alone, every token of them: drop "
                               "data.prompt_loss and data.attention=prefix (they weigh a prompt against its target)")
+        if self.line_ages and self.task != "qa":
+            raise ConfigError(f"data.line_ages numbers bAbI story lines; data.task={self.task!r} has none: "
+                              "use it with data.task=qa, or drop it")
         if self.augment_copies and not self.permute.strip():
             raise ConfigError(f"data.augment_copies={self.augment_copies} needs data.permute: the classes of words "
                               "to rename, e.g. 'Mary John Sandra; kitchen garden office'")

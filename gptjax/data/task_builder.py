@@ -88,7 +88,7 @@ def read_splits(cfg, folder: pathlib.Path) -> dict[str, list]:
         files = sorted(folder.glob("qa*_train.txt"), key=task_files.babi_task_number)
         if not files:
             raise DataError(f"{folder} holds no bAbI training files (qaN_<name>_train.txt)")
-        examples = [ex for f in files for ex in task_files.read_babi(f, cfg.context_lines)]
+        examples = [ex for f in files for ex in task_files.read_babi(f, cfg.context_lines, cfg.line_ages)]
         keys = [(ex.group, ex.story) for ex in examples]
     else:
         examples = task_files.read_jsonl(folder / "train.jsonl")

@@ -91,14 +91,19 @@ def babi_task_number(path: pathlib.Path) -> int:
     return int(m.group(1))
 
 
-def read_babi(path, context_lines: int = 0) -> list[TaskExample]:
-    """Every question of a bAbI file (or of every qa*.txt file in a folder), with its story so far."""
+def read_babi(path, context_lines: int = 0, line_ages: bool = False) -> list[TaskExample]:
+    """Every question of a bAbI file (or of every qa*.txt file in a folder), with its story so far.
+
+    With `line_ages`, each story line opens with its age: how many lines before the question it
+    was told (1: the latest). That is the temporal encoding of End-To-End Memory Networks, written
+    as text, so that "the latest line about Mary" is a comparison of ages.
+    """
     path = pathlib.Path(path)
     if path.is_dir():
         files = sorted(path.glob("qa*.txt"), key=babi_task_number)
         if not files:
             raise DataError(f"{path} holds no bAbI files (qaN_<name>_<split>.txt)")
-        return [ex for f in files for ex in read_babi(f, context_lines)]
+        return [ex for f in files for ex in read_babi(f, context_lines, line_ages)]
     if not path.is_file():
         _missing(path, "a bAbI file or a folder of qaN_*.txt files")
     task, out, story, n_story, last = babi_task_number(path), [], [], 0, 0
@@ -114,6 +119,8 @@ def read_babi(path, context_lines: int = 0) -> list[TaskExample]:
             if len(fields) < 2 or not fields[1].strip():
                 raise DataError(f"{path}:{i}: a question needs 'question<TAB>answer<TAB>supporting ids'")
             context = story[-context_lines:] if context_lines else story
+            if line_ages:
+                context = [f"{len(context) - j} {text}" for j, text in enumerate(context)]
             out.append(TaskExample("\n".join(context + [fields[0].strip()]), fields[1].strip(), task, n_story))
         else:
             story.append(rest.strip())

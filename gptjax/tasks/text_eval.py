@@ -61,7 +61,7 @@ def read_examples(exp, task: str, path) -> list:
     if task == "sentiment":
         return task_files.read_glue_tsv(path)
     if task == "qa":
-        return task_files.read_babi(path, cfg.context_lines)
+        return task_files.read_babi(path, cfg.context_lines, cfg.line_ages)
     return task_files.read_jsonl(path)
 
 

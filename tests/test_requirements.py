@@ -4,10 +4,10 @@ works on a developer's machine, where something else installed it, and breaks on
 import ast
 import importlib.metadata as md
 import pathlib
-import re
 import sys
 
 from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 # optional extras: imported only by the code paths that need them, installed from their own files
@@ -34,12 +34,8 @@ def pinned(path: pathlib.Path) -> set[str]:
         if line.startswith("-r "):
             out |= pinned(path.parent / line[3:].strip())
         elif line:
-            out.add(canonical(re.split(r"[=<>!~\[; ]", line)[0]))
+            out.add(canonicalize_name(Requirement(line).name))
     return out
-
-
-def canonical(name: str) -> str:
-    return re.sub(r"[-_.]+", "-", name).lower()
 
 
 def with_dependencies(names: set[str]) -> set[str]:
@@ -52,7 +48,7 @@ def with_dependencies(names: set[str]) -> set[str]:
         seen.add(name)
         for req in map(Requirement, md.requires(name) or []):
             if req.marker is None or req.marker.evaluate({"extra": ""}):
-                todo.append(canonical(req.name))
+                todo.append(canonicalize_name(req.name))
     return seen
 
 
@@ -61,7 +57,7 @@ def test_every_imported_package_is_installed_by_the_requirements_files():
     owners = md.packages_distributions()
     missing = []
     for module in sorted(imported_modules()):
-        dists = {canonical(d) for d in owners.get(module, [module])}
+        dists = {canonicalize_name(d) for d in owners.get(module, [module])}
         extra = EXTRAS.get(module)
         allowed = with_dependencies(pinned(ROOT / extra)) if extra else runtime
         if not dists & allowed:

@@ -4,12 +4,7 @@
 # Extra arguments go to scripts/train.py (e.g. --set train.steps=500).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-PYTHON=${PYTHON:-python3}
-if ! .venv/bin/python -m pip --version >/dev/null 2>&1; then
-  rm -rf .venv  # absent, or left half-made by an interrupted run
-  "$PYTHON" -m venv .venv
-fi
-.venv/bin/python -m pip install -q --upgrade pip
+source scripts/venv.sh
 .venv/bin/python -m pip install -q -r requirements.txt
 .venv/bin/python scripts/prepare_data.py --dataset tinyshakespeare
 exec .venv/bin/python scripts/train.py experiments/shakespeare_char_cpu.py \

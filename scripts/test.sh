@@ -5,12 +5,7 @@
 # Arguments go to pytest (e.g. -m "not slow" for the quick suite, -k sharding).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-PYTHON=${PYTHON:-python3}
-if ! .venv/bin/python -m pip --version >/dev/null 2>&1; then
-  rm -rf .venv  # absent, or left half-made by an interrupted run
-  "$PYTHON" -m venv .venv
-fi
-.venv/bin/python -m pip install -q --upgrade pip
+source scripts/venv.sh
 .venv/bin/python -m pip install -q -r requirements-test.txt
 # the parity tests compare against Hugging Face transformers and CPU torch: part of the test install
 if ! .venv/bin/python -m pip install -q -r requirements-interop.txt; then

@@ -33,20 +33,11 @@ from gptjax.model.decode import generate
 from gptjax.model.transformer import Transformer
 from gptjax.train.restore import load_run
 from helpers.quick import quick_first
+from helpers.sonnets import SONNET_18_OPENING
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "scripts" / "convert.py"
-TEXT = """Shall I compare thee to a summer's day?
-Thou art more lovely and more temperate:
-Rough winds do shake the darling buds of May,
-And summer's lease hath all too short a date:
-Sometime too hot the eye of heaven shines,
-And often is his gold complexion dimm'd;
-And every fair from fair sometime declines,
-By chance, or nature's changing course, untrimm'd;
-But thy eternal summer shall not fade,
-Nor lose possession of that fair thou ow'st;
-"""
+TEXT = SONNET_18_OPENING
 PROBES = ["Shall I compare thee", "  two  spaces\n\nand newlines\t", "café naïve — ünïcödé 12345",
           "fair<|endoftext|>summer", ""]
 IDS_BxL = np.array([[3, 1, 4, 1, 5, 9, 2, 6, 5, 3, 5, 8], [2, 7, 1, 8, 2, 8, 1, 8, 2, 8, 4, 5]])

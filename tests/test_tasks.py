@@ -81,6 +81,40 @@ def test_glue_tsv_errors_name_file_and_line(tmp_path, text, words):
     assert all(w in str(e.value) for w in words), str(e.value)
 
 
+# a phrase treebank in SST-2's shape: whole sentences and, labelled on their own, pieces of them
+TREEBANK = [("a gem of a film", 1), ("a gem", 1), ("of a film", 1), ("dull and slow going", 0), ("dull", 0),
+            ("slow going", 0), ("the cast is good", 1), ("good", 1), ("the cast", 1),
+            ("goodness knows why it drags", 0), ("it drags", 0), ("a film", 1)]
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_held_out_sentences_take_every_phrase_inside_them_out_of_training(tmp_path, seed):
+    from gptjax.data.sentence_split import containing_sentences
+    from gptjax.data.task_builder import read_splits
+    texts = [s for s, _ in TREEBANK]
+    sentences, owners = containing_sentences(texts)
+    assert sorted(texts[i] for i in sentences) == sorted(
+        ["a gem of a film", "dull and slow going", "the cast is good", "goodness knows why it drags"])
+    assert [texts[sentences[o]] for o in owners[texts.index("good")]] == ["the cast is good"]  # not goodness
+    assert len(owners[texts.index("a film")]) == 1
+    (tmp_path / "train.tsv").write_text("sentence\tlabel\n" + "".join(f"{s}\t{y}\n" for s, y in TREEBANK))
+    cfg = TaskData(task="sentiment", folder=str(tmp_path), val_fraction=0.5, split_seed=seed, held_out_by="sentence")
+    splits = read_splits(cfg, tmp_path)
+    val = [ex.source for ex in splits["validation"]]
+    train = [ex.source for ex in splits["train"]]
+    assert len(val) == 2 and all(texts.index(v) in sentences for v in val)  # whole sentences only
+    assert not any(f" {p} " in f" {v} " for p in train for v in val)  # nothing of them is trained on
+    # every phrase that no held-out sentence holds still trains
+    assert {p for p in texts if not any(f" {p} " in f" {v} " for v in val)} == set(train)
+    assert {ex.target for ex in splits["validation"]} <= {"positive", "negative"}
+
+
+def test_held_out_sentences_outside_sentiment_are_refused():
+    exp = Experiment(model=ModelSpec(), data=TaskData(task="qa", held_out_by="sentence"))
+    with pytest.raises(ConfigError, match="data.held_out_by=sentence"):
+        exp.validate()
+
+
 def test_babi_questions_carry_their_story_and_task(tmp_path):
     path = tmp_path / "qa7_counting_test.txt"
     path.write_text(BABI)

@@ -31,6 +31,9 @@ class TaskData:
     sp_vocab_size: int = field(8000, POSITIVE)  # trained on the training split's prompts and targets
     val_fraction: float = field(0.1, between(0, 1, low_open=True, high_open=True))  # qa / jsonl: held out
     split_seed: int = field(0, NON_NEGATIVE)  # which examples (bAbI: which stories) are held out
+    # sentiment: hold out single phrases, or whole sentences (phrases no other contains) with every phrase
+    # inside them leaving training, so validation is like GLUE's dev (gptjax/data/sentence_split.py)
+    held_out_by: str = field("phrase", one_of("phrase", "sentence"))
     context_lines: int = field(0, NON_NEGATIVE)  # qa: keep the last N story lines (0: all that fit)
     line_ages: bool = False  # qa: each story line opens with how many lines before the question it was told
     # causal: every token sees the ones before it; prefix: the prompt's tokens see the whole prompt
@@ -64,6 +67,9 @@ class TaskData:
         if self.line_ages and self.task != "qa":
             raise ConfigError(f"data.line_ages numbers bAbI story lines; data.task={self.task!r} has none: "
                               "use it with data.task=qa, or drop it")
+        if self.held_out_by == "sentence" and self.task != "sentiment":
+            raise ConfigError(f"data.held_out_by=sentence holds out the sentences of a phrase treebank (SST-2); "
+                              f"data.task={self.task!r} has none: use it with data.task=sentiment, or drop it")
         if self.augment_copies and not self.permute.strip():
             raise ConfigError(f"data.augment_copies={self.augment_copies} needs data.permute: the classes of words "
                               "to rename, e.g. 'Mary John Sandra; kitchen garden office'")

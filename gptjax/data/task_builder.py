@@ -3,7 +3,8 @@
 Splits `train` and `validation`, from the task's own files:
 
   translate  <folder>/train and <folder>/val (Multi30k's names), <lang>[.gz] sides
-  sentiment  <folder>/train.tsv, with `val_fraction` of its phrases held out as validation
+  sentiment  <folder>/train.tsv, with `val_fraction` of its phrases held out as validation, or of its
+             sentences (data.held_out_by=sentence), every phrase inside them out of training
              (dev.tsv stays unseen: it is the benchmark `scripts/evaluate.py` scores)
   qa         every <folder>/qaN_*_train.txt; `val_fraction` of each task's stories held out
   jsonl      <folder>/train.jsonl and <folder>/validation.jsonl, or `val_fraction` of train
@@ -25,6 +26,7 @@ import tensorflow_datasets as tfds
 from gptjax.config.tasks import DEFAULT_FOLDERS
 from gptjax.data import task_files, task_formats
 from gptjax.data.augment import permuted_copies
+from gptjax.data.sentence_split import sentence_split
 from gptjax.data.tfds_local import LocalBuilder, build_local
 from gptjax.errors import DataError
 
@@ -83,6 +85,10 @@ def read_splits(cfg, folder: pathlib.Path) -> dict[str, list]:
                 for name, stem in (("train", "train"), ("validation", "val"))}
     if cfg.task == "sentiment":
         examples = task_files.read_glue_tsv(folder / "train.tsv")
+        if cfg.held_out_by == "sentence":
+            train, validation = sentence_split([ex.source for ex in examples], cfg.val_fraction, cfg.split_seed)
+            return {"train": [ex for ex, k in zip(examples, train) if k],
+                    "validation": [ex for ex, k in zip(examples, validation) if k]}
         keys = [ex.source for ex in examples]
     elif cfg.task == "qa":
         files = sorted(folder.glob("qa*_train.txt"), key=task_files.babi_task_number)

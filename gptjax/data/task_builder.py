@@ -85,10 +85,6 @@ def read_splits(cfg, folder: pathlib.Path) -> dict[str, list]:
                 for name, stem in (("train", "train"), ("validation", "val"))}
     if cfg.task == "sentiment":
         examples = task_files.read_glue_tsv(folder / "train.tsv")
-        if cfg.held_out_by == "sentence":
-            train, validation = sentence_split([ex.source for ex in examples], cfg.val_fraction, cfg.split_seed)
-            return {"train": [ex for ex, k in zip(examples, train) if k],
-                    "validation": [ex for ex, k in zip(examples, validation) if k]}
         keys = [ex.source for ex in examples]
     elif cfg.task == "qa":
         files = sorted(folder.glob("qa*_train.txt"), key=task_files.babi_task_number)
@@ -101,9 +97,13 @@ def read_splits(cfg, folder: pathlib.Path) -> dict[str, list]:
         if (folder / "validation.jsonl").is_file():
             return {"train": examples, "validation": task_files.read_jsonl(folder / "validation.jsonl")}
         keys = list(range(len(examples)))
-    held = held_out(keys, cfg.val_fraction, cfg.split_seed)
-    return {"train": [ex for ex, h in zip(examples, held) if not h],
-            "validation": [ex for ex, h in zip(examples, held) if h]}
+    if cfg.task == "sentiment" and cfg.held_out_by == "sentence":
+        train, validation = sentence_split(keys, cfg.val_fraction, cfg.split_seed)  # phrases inside: neither
+    else:
+        validation = held_out(keys, cfg.val_fraction, cfg.split_seed)
+        train = ~validation
+    return {"train": [ex for ex, k in zip(examples, train) if k],
+            "validation": [ex for ex, k in zip(examples, validation) if k]}
 
 
 def prepare_task(cfg):

@@ -10,6 +10,7 @@ file of {"prompt", "target"}. --held_out scores instead the validation examples 
 training held out (from its data.folder, else GPTJAX_DATA_DIR) and writes eval_<task>_held_out.*:
 choose decoding settings there, not on a test set. Multimodal tasks score the run's own test
 split (and a PNG); --zero_media replaces every image / audio clip by zeros (expect chance accuracy).
+--step N scores checkpoint N instead of the newest (its results go to eval_<task>[_held_out]_stepN.*).
 """
 import argparse
 import json
@@ -33,6 +34,8 @@ def main(argv=None):
                    "examples instead of --data")
     p.add_argument("--beam", type=int, default=1, help="text tasks: beam size (1: greedy)")
     p.add_argument("--length_penalty", type=float, default=0.6, help="beam search: GNMT's alpha (0: none)")
+    p.add_argument("--step", type=int, default=None, help="score checkpoint N (its results go to eval_<task>..."
+                   "_stepN.*); default: the newest")
     p.add_argument("--zero_media", action="store_true", help="ablation: images and audio replaced by zeros")
     p.add_argument("--batch_size", type=int, default=64, help="prompts decoded together")
     p.add_argument("--limit", type=int, default=0, help="score only the first N examples (0: all)")
@@ -43,6 +46,7 @@ def main(argv=None):
     a = p.parse_args(argv)
     require(batch_size=(a.batch_size, a.batch_size > 0, "a positive number"),
             limit=(a.limit, a.limit >= 0, "0 (all) or a positive number"),
+            step=(a.step, a.step is None or a.step >= 0, "a saved checkpoint's step, 0 or more"),
             num_samples=(a.num_samples, a.num_samples > 0, "a positive number"),
             temperature=(a.temperature, a.temperature >= 0, "0 (greedy) or more"),
             top_k=(a.top_k, a.top_k >= 0, "0 (no cut) or more"), beam=(a.beam, a.beam > 0, "a positive beam size"),
@@ -55,13 +59,13 @@ def main(argv=None):
             from gptjax.tasks.text_eval import HELD_OUT, run
 
             result, write = run(a.workdir, a.task, HELD_OUT if a.held_out else a.data, beam=a.beam,
-                                alpha=a.length_penalty, limit=a.limit or None)
+                                alpha=a.length_penalty, limit=a.limit or None, step=a.step)
         else:
             from gptjax.tasks.media_eval import run
 
             result, write = run(a.workdir, a.task, zero_media=a.zero_media, batch_size=a.batch_size,
                                 limit=a.limit or None, num_samples=a.num_samples, temperature=a.temperature,
-                                top_k=a.top_k, seed=a.seed)
+                                top_k=a.top_k, seed=a.seed, step=a.step)
     print(json.dumps({k: v for k, v in result.items() if k != "samples"}, indent=1, ensure_ascii=False), flush=True)
     with doing(f"writing the results into {a.workdir}"):
         write()

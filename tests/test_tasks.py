@@ -304,7 +304,7 @@ def copy_run(copy_task, tmp_path_factory):
     env.update(GPTJAX_CACHE_DIR=str(run.parent / "cache"))
     sets = ["data.task=jsonl", f"data.folder={copy_task}", "data.tokenizer=byte", "model.n_layer=2",
             "model.d_model=64", "model.n_head=4", "model.max_seq_len=64", "model.dropout=0", "train.steps=300",
-            "train.batch_size=16", "train.eval_every=300", "train.checkpoint_every=300", "schedule.warmup_steps=20",
+            "train.batch_size=16", "train.eval_every=300", "train.checkpoint_every=100", "schedule.warmup_steps=20",
             "schedule.peak_lr=3e-3", "mesh.cpu_devices=1", "data.attention=prefix"]
     proc = subprocess.run([sys.executable, "scripts/train.py", "experiments/translate_multi30k.py", "--workdir", str(run),
                            "--no_progress", *[f"--set={s}" for s in sets]],
@@ -338,19 +338,35 @@ def test_a_trained_task_model_is_scored_on_any_file_of_the_task(copy_run, copy_t
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("case", ["missing", "bad_line", "other_task"])
+def test_an_earlier_checkpoint_is_scored_into_files_of_its_own(copy_run, copy_task):
+    run, env = copy_run
+    newest = evaluate(run, env, "--task", "jsonl", "--data", copy_task / "test.jsonl")
+    early = evaluate(run, env, "--task", "jsonl", "--data", copy_task / "test.jsonl", "--step", 100)
+    assert newest.returncode == 0 and early.returncode == 0, early.stderr[-3000:]
+    saved = json.loads((run / "eval_jsonl_step100.json").read_text())
+    assert saved["step"] == 100 and saved["accuracy"] == json.loads(early.stdout)["accuracy"]
+    assert saved["accuracy"] < json.loads(newest.stdout)["accuracy"]  # 100 steps of 300: not yet learned
+    assert "step" not in json.loads((run / "eval_jsonl.json").read_text())  # the newest's file is the newest's
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("case", ["missing", "bad_line", "other_task", "no_such_step"])
 def test_evaluate_refuses_bad_data_naming_file_and_line_and_writes_nothing(copy_run, tmp_path, case):
     run, env = copy_run
     before = sorted(p.name for p in run.iterdir())
     data = tmp_path / "bad.jsonl"
     data.write_text('{"prompt": "red =", "target": "red"}\n{"prompt": "x"}\n')
+    good = tmp_path / "good.jsonl"
+    good.write_text('{"prompt": "red =", "target": "red"}\n')
     args = {"missing": ["--task", "jsonl", "--data", tmp_path / "nothing.jsonl"],
             "bad_line": ["--task", "jsonl", "--data", data],
-            "other_task": ["--task", "translate", "--data", data]}[case]
+            "other_task": ["--task", "translate", "--data", data],
+            "no_such_step": ["--task", "jsonl", "--data", good, "--step", 150]}[case]
     proc = evaluate(run, env, *args)
     assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
     words = {"missing": ["nothing.jsonl", "does not exist"], "bad_line": ["bad.jsonl:2"],
-             "other_task": ["not trained on the translate task"]}[case]
+             "other_task": ["not trained on the translate task"],
+             "no_such_step": ["no checkpoint of step 150", "steps 100, 200, 300"]}[case]
     assert all(w in proc.stderr for w in words), proc.stderr
     assert sorted(p.name for p in run.iterdir()) == before
 

@@ -34,12 +34,13 @@ from gptjax.train.restore import load_run, read_run_config
 TASKS = ("caption", "vqa", "transcribe", "generate")
 
 
-def load_media_run(workdir):
-    """(experiment, params, data) of the newest readable checkpoint of a multimodal run, on one device."""
+def load_media_run(workdir, step=None):
+    """(experiment, params, data) of the newest readable checkpoint of a multimodal run (or of checkpoint
+    `step`), on one device."""
     if read_run_config(workdir).media is None:
         raise ConfigError(f"{workdir} is a text-only run; evaluate.py scores multimodal runs "
                           "(use scripts/sample.py for text)")
-    return load_run(workdir, with_data=True)
+    return load_run(workdir, with_data=True, step=step)
 
 
 # ------------------------------------------------------------------ answering
@@ -146,17 +147,18 @@ def picture(path, exp, examples, preds, n: int = 24) -> None:
 
 
 def run(workdir, task: str, *, zero_media=False, batch_size=64, limit=None, num_samples=10, temperature=1.0,
-        top_k=0, seed=0):
-    """Evaluate `task` on the run in `workdir`: (scores, a function writing them next to the run)."""
+        top_k=0, seed=0, step=None):
+    """Evaluate `task` on the run in `workdir` (its newest checkpoint, or checkpoint `step`): (scores, a
+    function writing them next to the run; a `step`'s into files of their own)."""
     if task not in TASKS:
         raise ConfigError(f"--task {task!r}: expected one of {', '.join(TASKS)}")
     if task == "generate" and zero_media:
         raise ConfigError("--zero_media does not apply to --task generate (its prompts hold no media)")
     workdir = pathlib.Path(workdir)
-    exp, params, data = load_media_run(workdir)
+    exp, params, data = load_media_run(workdir, step)
     if task not in data.sources:
         raise ConfigError(f"{workdir} was not trained on {task!r}; its tasks: {', '.join(data.sources)}")
-    stem = workdir / f"eval_{task}{'_zero_media' if zero_media else ''}"
+    stem = workdir / f"eval_{task}{'_zero_media' if zero_media else ''}{'' if step is None else f'_step{step}'}"
     if task == "generate":
         result, images, digits, predicted = evaluate_generation(
             exp, params, data, num_samples=num_samples, temperature=temperature, top_k=top_k, seed=seed)
@@ -165,6 +167,8 @@ def run(workdir, task: str, *, zero_media=False, batch_size=64, limit=None, num_
         result, examples, preds = evaluate_answers(exp, params, data, task, zero_media=zero_media,
                                                    batch_size=batch_size, limit=limit)
         draw = lambda: picture(f"{stem}.png", exp, examples, preds)  # noqa: E731
+    if step is not None:
+        result["step"] = step
 
     def write():
         atomic.write_text(f"{stem}.json", json.dumps(result, indent=1) + "\n")

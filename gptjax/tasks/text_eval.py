@@ -150,19 +150,23 @@ def markdown(result: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def run(workdir, task: str, data, *, beam: int = 1, alpha: float = 0.6, limit: int | None = None):
-    """Evaluate the run in `workdir` on the `task` examples at `data`: (scores, a function writing them)."""
+def run(workdir, task: str, data, *, beam: int = 1, alpha: float = 0.6, limit: int | None = None,
+        step: int | None = None):
+    """Evaluate the run in `workdir` (its newest checkpoint, or checkpoint `step`) on the `task` examples at
+    `data`: (scores, a function writing them; a `step`'s into files of their own)."""
     if task not in TEXT_TASKS:
         raise ConfigError(f"--task {task!r}: expected one of {', '.join(TEXT_TASKS)}")
     workdir = pathlib.Path(workdir)
-    exp, params, tokenizer = load_run(workdir)
+    exp, params, tokenizer = load_run(workdir, step=step)
     trained = getattr(exp.data, "task", None)
     if getattr(exp.data, "kind", None) != "task" or trained != task:
         raise ConfigError(f"{workdir} was not trained on the {task} task (its data: "
                           f"{trained or getattr(exp.data, 'kind', '?')}); pass the task it learned")
     examples = read_examples(exp, task, data)[:limit]
     result = {**score(task, exp, params, tokenizer, examples, beam, alpha), "data": str(data)}
-    name = f"eval_{task}_held_out" if data == HELD_OUT else f"eval_{task}"
+    if step is not None:
+        result["step"] = step
+    name = f"eval_{task}" + ("_held_out" if data == HELD_OUT else "") + (f"_step{step}" if step is not None else "")
 
     def write():
         atomic.write_text(workdir / f"{name}.json", json.dumps(result, indent=1, ensure_ascii=False) + "\n")

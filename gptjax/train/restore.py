@@ -1,6 +1,6 @@
 """Restoring a trained run's parameters from its workdir, on one device (sampling, evaluation, export).
 
-`load_run(workdir)` gives (experiment, params, tokenizer) of a text or
+`load_run(workdir[, step=N])` gives (experiment, params, tokenizer) of a text or
 multimodal run; with `with_data=True` the data object too (built with the
 run's own tokenizer). The newest checkpoint that reads is used; a damaged
 newer one is named in a warning (gptjax/train/checkpoint.py: restore_newest).
@@ -18,7 +18,7 @@ import numpy as np
 from gptjax.config import Optimizer, read_config
 from gptjax.data.build import build_data
 from gptjax.data.tokenizers import load_tokenizer
-from gptjax.errors import ConfigError
+from gptjax.errors import CheckpointReadError, ConfigError
 from gptjax.model.quant import from_saved
 from gptjax.train import lora
 from gptjax.train.checkpoint import Checkpointer, load_state, restore_newest
@@ -39,15 +39,27 @@ def read_run_config(workdir):
     return read_config(workdir / "config.json")
 
 
-def restore_params(workdir, exp, example: dict, mesh=None):
-    """The parameters of the newest readable checkpoint of `workdir`, laid out for `exp` on `mesh` (default:
-    one device). A LoRA run's come with their adapters apart (gptjax/train/lora.py: merge folds them in)."""
+def restore_params(workdir, exp, example: dict, mesh=None, step: int | None = None):
+    """The parameters of the newest readable checkpoint of `workdir` (or of checkpoint `step`), laid out for
+    `exp` on `mesh` (default: one device). A LoRA run's come with their adapters apart (gptjax/train/lora.py:
+    merge folds them in)."""
     ckpt = Checkpointer(workdir, read_only=True)
     try:
-        if not ckpt.all_steps():
+        steps = ckpt.all_steps()
+        if not steps:
             raise ConfigError(f"{workdir} has no checkpoint yet")
+        if step is not None and step not in steps:
+            raise ConfigError(f"{workdir} has no checkpoint of step {step}; its checkpoints: steps "
+                              f"{', '.join(map(str, steps))}")
         abstract = abstract_state(exp, example, mesh)
-        state, _ = restore_newest(ckpt, lambda step: ckpt.restore(abstract, step)[0])
+        if step is None:
+            state, _ = restore_newest(ckpt, lambda s: ckpt.restore(abstract, s)[0])
+        else:
+            try:
+                state, _ = ckpt.restore(abstract, step)
+            except Exception as e:  # noqa: BLE001 - Orbax and TensorStore raise many kinds; all mean: unreadable
+                raise CheckpointReadError(f"checkpoint step {step} in {ckpt.directory} cannot be read "
+                                          f"({type(e).__name__}); steps saved: {', '.join(map(str, steps))}") from None
         return state.params
     finally:
         ckpt.manager.close()
@@ -71,28 +83,33 @@ def restore_quantized(workdir, exp, example: dict, bits: int):
     return from_saved(saved, abstract, bits)
 
 
-def load_params_of(workdir, exp, example: dict, merge_lora: bool = True, mesh=None):
-    """A run's parameters as the model takes them: LoRA adapters folded in (unless `merge_lora` is
-    False), a quantized workdir's integers kept (the model dequantizes them where it uses them)."""
+def load_params_of(workdir, exp, example: dict, merge_lora: bool = True, mesh=None, step: int | None = None):
+    """A run's parameters as the model takes them (the newest checkpoint's, or checkpoint `step`'s): LoRA
+    adapters folded in (unless `merge_lora` is False), a quantized workdir's integers kept (the model
+    dequantizes them where it uses them)."""
     q = quantization(workdir)
     if q is not None:
+        if step is not None:
+            raise ConfigError(f"{workdir} is quantized: it holds step {q.get('step', '?')} of "
+                              f"{q.get('source', 'its source run')} alone; to score another step, pass that run")
         return restore_quantized(workdir, exp, example, q["bits"])
-    params = restore_params(workdir, exp, example, mesh)
+    params = restore_params(workdir, exp, example, mesh, step)
     return lora.merge(params, exp.optimizer) if merge_lora and exp.optimizer.lora_rank else params
 
 
-def load_run(workdir, with_data: bool = False, merge_lora: bool = True):
-    """(experiment, params, tokenizer) of a run, or (experiment, params, data) with `with_data`."""
+def load_run(workdir, with_data: bool = False, merge_lora: bool = True, step: int | None = None):
+    """(experiment, params, tokenizer) of a run, or (experiment, params, data) with `with_data`; the
+    parameters of checkpoint `step` when given, else of the newest that reads."""
     workdir = pathlib.Path(workdir)
     exp = read_run_config(workdir)
     tokenizer_dir = workdir / "tokenizer"
     if with_data or exp.media is not None:  # media batches carry arrays whose shapes only the data knows
         data = build_data(exp, tokenizer_dir=tokenizer_dir)
-        params = load_params_of(workdir, exp, next(iter(data.eval_batches(1, 1))), merge_lora)
+        params = load_params_of(workdir, exp, next(iter(data.eval_batches(1, 1))), merge_lora, step=step)
         return exp, params, (data if with_data else data.tokenizer)
     try:
         tokenizer = load_tokenizer(tokenizer_dir)
     except (OSError, ValueError, KeyError) as e:
         raise ConfigError(f"the tokenizer saved in {tokenizer_dir} cannot be read ({type(e).__name__}: {e}); "
                           "it is written by scripts/train.py with the run") from None
-    return exp, load_params_of(workdir, exp, text_example(exp), merge_lora), tokenizer
+    return exp, load_params_of(workdir, exp, text_example(exp), merge_lora, step=step), tokenizer

@@ -140,12 +140,16 @@ def test_zero_media_feeds_zeros_in_place_of_every_image_and_nothing_else_changes
 
 @pytest.mark.slow
 def test_evaluate_script_scores_a_trained_caption_run_and_its_ablation(tmp_path):
-    """A small captioner trained for 300 steps reads many digits; with the images zeroed it is at chance."""
+    """A small captioner trained for 300 steps reads many digits; with the images zeroed it is at chance;
+    its checkpoint of step 100 is scored apart."""
+    import dataclasses
     import os
 
     from gptjax.train.loop import run
 
-    run(tiny_caption(steps=300), tmp_path / "run", progress=False)
+    exp = tiny_caption(steps=300)
+    run(dataclasses.replace(exp, train=dataclasses.replace(exp.train, checkpoint_every=100)), tmp_path / "run",
+        progress=False)
 
     def evaluate(*flags):
         proc = subprocess.run([sys.executable, str(ROOT / "scripts" / "evaluate.py"), "--workdir", str(tmp_path / "run"),
@@ -168,6 +172,10 @@ def test_evaluate_script_scores_a_trained_caption_run_and_its_ablation(tmp_path)
     assert saved["accuracy"] == scored["accuracy"]
     assert (tmp_path / "run" / "eval_caption_zero_media.md").read_text().startswith("# caption (media zeroed)")
     assert (tmp_path / "run" / "eval_caption.png").stat().st_size > 1000
+    early = evaluate("--step", "100")
+    assert early["step"] == 100 and early["accuracy"] < scored["accuracy"]  # 100 steps of 300
+    assert json.loads((tmp_path / "run" / "eval_caption_step100.json").read_text())["accuracy"] == early["accuracy"]
+    assert json.loads((tmp_path / "run" / "eval_caption.json").read_text())["accuracy"] == scored["accuracy"]
     bad = subprocess.run([sys.executable, str(ROOT / "scripts" / "evaluate.py"), "--workdir", str(tmp_path / "run"),
                           "--task", "transcribe"], capture_output=True, text=True, timeout=300)
     assert bad.returncode == 2 and "was not trained on 'transcribe'" in bad.stderr

@@ -14,8 +14,8 @@ sentences are held out for choosing settings, and every phrase inside them leave
 Expect (2-core CPU, 20-40 min): held-out accuracy 0.797, dev accuracy 0.815 (docs/tasks.md). With
 data.held_out_by=phrase (random phrases held out, pieces of training sentences) the same recipe
 scored dev 0.804 and its held-out split said 0.89: that split misleads, so settings are chosen on this one.
-int8 weights score the same dev 0.815 (docs/efficiency.md); the distillation teacher there is this
-recipe with the phrase split.
+int8 weights score the same dev 0.815, and a quarter-size student distilled from this model gains
+2.75 points over the same student alone (docs/efficiency.md).
 """
 from gptjax.config import Experiment, Mesh, ModelSpec, Optimizer, Schedule, TaskData, Train
 

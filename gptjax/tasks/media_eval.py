@@ -14,14 +14,13 @@ ablation that shows the answers come from the media.
 """
 from __future__ import annotations
 
-import json
 import pathlib
 import time
 
 import jax
 import numpy as np
 
-from gptjax import atomic, plots
+from gptjax import plots
 from gptjax.data.digits import dequantize, generation_prompt, prepare_digits, quantize, read_split
 from gptjax.data.examples import make_example, prompt_batch
 from gptjax.errors import ConfigError
@@ -29,6 +28,7 @@ from gptjax.model.audio_frontend import audio_features
 from gptjax.model.decode import generate_media
 from gptjax.special_tokens import EOS_ID
 from gptjax.tasks.metrics import accuracy, confusion, error_rates
+from gptjax.tasks.result_files import scores_stem, write_scores
 from gptjax.train.restore import load_run, read_run_config
 
 TASKS = ("caption", "vqa", "transcribe", "generate")
@@ -158,7 +158,6 @@ def run(workdir, task: str, *, zero_media=False, batch_size=64, limit=None, num_
     exp, params, data = load_media_run(workdir, step)
     if task not in data.sources:
         raise ConfigError(f"{workdir} was not trained on {task!r}; its tasks: {', '.join(data.sources)}")
-    stem = workdir / f"eval_{task}{'_zero_media' if zero_media else ''}{'' if step is None else f'_step{step}'}"
     if task == "generate":
         result, images, digits, predicted = evaluate_generation(
             exp, params, data, num_samples=num_samples, temperature=temperature, top_k=top_k, seed=seed)
@@ -167,11 +166,9 @@ def run(workdir, task: str, *, zero_media=False, batch_size=64, limit=None, num_
         result, examples, preds = evaluate_answers(exp, params, data, task, zero_media=zero_media,
                                                    batch_size=batch_size, limit=limit)
         draw = lambda: picture(f"{stem}.png", exp, examples, preds)  # noqa: E731
-    if step is not None:
-        result["step"] = step
+    stem = scores_stem(workdir, task, result, variant="_zero_media" if zero_media else "", step=step)
 
     def write():
-        atomic.write_text(f"{stem}.json", json.dumps(result, indent=1) + "\n")
-        atomic.write_text(f"{stem}.md", markdown(result))
+        write_scores(stem, result, markdown(result))
         draw()
     return result, write

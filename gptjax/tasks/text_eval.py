@@ -12,14 +12,12 @@ with the KV cache, greedily or by beam search, cut at <eos>:
 """
 from __future__ import annotations
 
-import json
 import pathlib
 import time
 
 import jax
 import numpy as np
 
-from gptjax import atomic
 from gptjax.data import task_files
 from gptjax.data.task_formats import format_prompt
 from gptjax.errors import ConfigError
@@ -28,6 +26,7 @@ from gptjax.model.decode import decode
 from gptjax.model.scoring import loglikelihood, width_bucket
 from gptjax.model.transformer import Transformer
 from gptjax.tasks.metrics import accuracy, babi_scores, confusion, translation_scores
+from gptjax.tasks.result_files import scores_stem, write_scores
 from gptjax.train.restore import load_run
 
 TEXT_TASKS = ("translate", "sentiment", "qa", "jsonl")
@@ -164,11 +163,5 @@ def run(workdir, task: str, data, *, beam: int = 1, alpha: float = 0.6, limit: i
                           f"{trained or getattr(exp.data, 'kind', '?')}); pass the task it learned")
     examples = read_examples(exp, task, data)[:limit]
     result = {**score(task, exp, params, tokenizer, examples, beam, alpha), "data": str(data)}
-    if step is not None:
-        result["step"] = step
-    name = f"eval_{task}" + ("_held_out" if data == HELD_OUT else "") + (f"_step{step}" if step is not None else "")
-
-    def write():
-        atomic.write_text(workdir / f"{name}.json", json.dumps(result, indent=1, ensure_ascii=False) + "\n")
-        atomic.write_text(workdir / f"{name}.md", markdown(result))
-    return result, write
+    stem = scores_stem(workdir, task, result, variant="_held_out" if data == HELD_OUT else "", step=step)
+    return result, lambda: write_scores(stem, result, markdown(result))

@@ -4,6 +4,7 @@
     python scripts/convert.py export --workdir WORKDIR --to hf --out HF_DIR
     python scripts/convert.py logits --workdir WORKDIR --ids 3,1,4,1,5     (or --text "Hello")
     python scripts/convert.py merge-lora --workdir LORA_RUN --out WORKDIR
+    python scripts/convert.py average --workdir RUN --last 3 --out WORKDIR   (or --steps 1000,1500)
 
 Import reads GPT-2 and LLaMA-family folders (config.json + model.safetensors or
 sharded safetensors; no PyTorch needed) and writes a workdir that scripts/train.py
@@ -37,7 +38,20 @@ def parse_args(argv=None):
     mg = sub.add_parser("merge-lora", help="a LoRA run -> a plain workdir with the adapters folded in")
     mg.add_argument("--workdir", required=True)
     mg.add_argument("--out", required=True, help="the new workdir (must not exist, or be empty)")
+    av = sub.add_parser("average", help="a run's last checkpoints -> a workdir holding their mean parameters")
+    av.add_argument("--workdir", required=True)
+    which = av.add_mutually_exclusive_group(required=True)
+    which.add_argument("--steps", type=step_list, help="comma-separated saved steps, e.g. 1000,1500")
+    which.add_argument("--last", type=int, help="the newest K checkpoints")
+    av.add_argument("--out", required=True, help="the new workdir (must not exist, or be empty)")
     return p.parse_args(argv)
+
+
+def step_list(text: str) -> list[int]:
+    try:
+        return [int(s) for s in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected comma-separated step numbers, e.g. 1000,1500") from None
 
 
 @main_guard
@@ -63,6 +77,10 @@ def main(argv=None):
         from gptjax.convert.lora_merge import merge_lora_workdir
 
         print(merge_lora_workdir(a.workdir, a.out))
+    elif a.command == "average":
+        from gptjax.convert.average import average_workdir
+
+        print(average_workdir(a.workdir, a.out, a.steps, a.last))
     else:
         from gptjax.convert.logits import workdir_logits
 

@@ -65,6 +65,15 @@ def restore_params(workdir, exp, example: dict, mesh=None, step: int | None = No
         ckpt.manager.close()
 
 
+def saved_steps(workdir) -> list[int]:
+    """The steps `workdir` holds checkpoints of, oldest first."""
+    ckpt = Checkpointer(workdir, read_only=True)
+    try:
+        return sorted(ckpt.all_steps())
+    finally:
+        ckpt.manager.close()
+
+
 def quantization(workdir) -> dict | None:
     """What gptjax/convert/quantize.py wrote about a quantized workdir (bits, source), or None."""
     path = pathlib.Path(workdir) / QUANTIZED

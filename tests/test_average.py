@@ -1,8 +1,6 @@
 """Checkpoint averaging (`scripts/convert.py average`): the new workdir holds the mean of the chosen
 checkpoints' parameters, loads and evaluates like any run, and what cannot be averaged is refused
 with exit 2 before anything is written."""
-import logging
-import os
 import pathlib
 import sys
 
@@ -10,7 +8,7 @@ import jax
 import numpy as np
 import pytest
 
-from helpers.tiny_runs import corpus, experiment
+from helpers.tiny_runs import experiment, tiny_world
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "scripts"))
@@ -19,12 +17,10 @@ sys.path.insert(0, str(ROOT / "scripts"))
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory):
     """A tiny run that saved its checkpoints of steps 2, 4 and 6."""
-    root = tmp_path_factory.mktemp("average")
-    os.environ["GPTJAX_CACHE_DIR"] = str(root / "cache")
+    root, text = tiny_world(tmp_path_factory, "average")
     from gptjax.train.loop import run
 
-    logging.getLogger("absl").setLevel(logging.ERROR)
-    run(experiment(corpus(root), steps=6, train={"checkpoint_every": 2}), root / "run", progress=False)
+    run(experiment(text, steps=6, train={"checkpoint_every": 2}), root / "run", progress=False)
     return root / "run"
 
 

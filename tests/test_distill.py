@@ -2,8 +2,6 @@
 teacher at temperature 1 has nothing to learn, the teacher's soft targets pull the student toward it, the
 task experiments distil too, and a teacher that reads other tokens is refused before anything is written."""
 import json
-import logging
-import os
 import pathlib
 import shutil
 import sys
@@ -14,7 +12,7 @@ import numpy as np
 import pytest
 
 from gptjax.train.step import Distill, distill_loss, kl_divergence
-from helpers.tiny_runs import corpus, experiment
+from helpers.tiny_runs import experiment, tiny_world
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "scripts"))
@@ -40,12 +38,9 @@ def test_kl_divergence_is_the_softened_kl_over_the_mask():
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory):
-    root = tmp_path_factory.mktemp("distill")
-    os.environ["GPTJAX_CACHE_DIR"] = str(root / "cache")
+    root, text = tiny_world(tmp_path_factory, "distill")
     from gptjax.train.loop import run
 
-    logging.getLogger("absl").setLevel(logging.ERROR)
-    text = corpus(root)
     run(experiment(text, steps=20, n_layer=2, d_model=48), root / "teacher", progress=False)
     return {"root": root, "text": text, "teacher": root / "teacher", "run": run}
 

@@ -2,8 +2,6 @@
 the adapters train (frozen weights bit-identical, optimizer state only for the adapters), merge-lora
 gives the same logits, and the inputs that cannot work are refused before anything is written."""
 import dataclasses
-import logging
-import os
 import pathlib
 import sys
 
@@ -16,7 +14,7 @@ import pytest
 from gptjax.config import ModelSpec, Optimizer
 from gptjax.model.transformer import Transformer
 from gptjax.train import lora
-from helpers.tiny_runs import corpus, experiment
+from helpers.tiny_runs import experiment, tiny_world
 from helpers.quick import quick_first
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -88,12 +86,9 @@ def test_scanned_layers_get_adapters_of_their_own():
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
     """A base run, and a rank-2 LoRA run that fine-tunes it."""
-    root = tmp_path_factory.mktemp("lora")
-    os.environ["GPTJAX_CACHE_DIR"] = str(root / "cache")
+    root, text = tiny_world(tmp_path_factory, "lora")
     from gptjax.train.loop import run
 
-    logging.getLogger("absl").setLevel(logging.ERROR)
-    text = corpus(root)
     base = run(experiment(text, steps=10), root / "base", progress=False)
     exp = experiment(text, steps=6, optimizer={"lora_rank": 2, "lora_alpha": 4.0},
                      schedule={"peak_lr": 3e-2}, train={"init_from": str(root / "base")})

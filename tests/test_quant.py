@@ -2,7 +2,6 @@
 quantized workdir that sample.py, evaluate.py and convert.py logits read, quantization-aware training,
 and the inputs quantize.py refuses."""
 import json
-import logging
 import pathlib
 import sys
 
@@ -16,7 +15,7 @@ from gptjax.config import ModelSpec
 from gptjax.model import quant
 from gptjax.model.transformer import Transformer
 from gptjax.model.weights import weight_paths
-from helpers.tiny_runs import corpus, experiment
+from helpers.tiny_runs import experiment, tiny_world
 from helpers.quick import quick_first
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "scripts"))
@@ -88,14 +87,9 @@ def test_qat_gradients_reach_every_parameter():
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
     """A trained tiny run, its int8 and int4 copies (through scripts/quantize.py), and a QAT run."""
-    import os
-
-    root = tmp_path_factory.mktemp("quant")
-    os.environ["GPTJAX_CACHE_DIR"] = str(root / "cache")
+    root, text = tiny_world(tmp_path_factory, "quant")
     from gptjax.train.loop import run
 
-    text = corpus(root)
-    logging.getLogger("absl").setLevel(logging.ERROR)
     base = run(experiment(text, steps=30, model={"bias": False}), root / "base", progress=False)
     qat = run(experiment(text, steps=30, model={"bias": False, "quant": "int8"}), root / "qat", progress=False)
     return {"root": root, "base": root / "base", "qat": root / "qat", "base_eval": base.eval_loss,

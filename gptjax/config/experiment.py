@@ -103,6 +103,8 @@ class Optimizer:
     lora_rank: int = field(0, NON_NEGATIVE)
     lora_alpha: float = field(16.0, POSITIVE)
     lora_targets: str = r"(attn|mlp)/.*(kernel|weight)$"  # the attention and MLP projections
+    # a moving average of the parameters (gptjax/train/ema.py), evaluated and restored in their place; 0: none
+    ema_decay: float = field(0.0, UNIT_OPEN)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -166,6 +168,9 @@ class Experiment:
         if o.lora_rank and o.freeze:
             raise ConfigError("optimizer.freeze and optimizer.lora_rank > 0 together: LoRA already freezes every "
                               "parameter but the adapters; leave optimizer.freeze empty")
+        if o.lora_rank and o.ema_decay:
+            raise ConfigError("optimizer.ema_decay with optimizer.lora_rank > 0: an average of every parameter "
+                              "would undo LoRA's small optimizer state; set optimizer.ema_decay=0")
         if o.lora_rank and not o.lora_targets:
             raise ConfigError("optimizer.lora_targets is empty: give a regex over parameter paths")
         if t.distill_from and self.model.loss_chunk:

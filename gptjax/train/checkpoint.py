@@ -23,6 +23,7 @@ import jax
 import orbax.checkpoint as ocp
 
 from gptjax.errors import CheckpointReadError, CheckpointWriteError, ConfigError
+from gptjax.train.ema import saved_eval_params
 
 log = logging.getLogger(__name__)
 
@@ -274,11 +275,12 @@ def load_state(directory, step: int | None = None) -> dict:
 
 
 def load_params(workdir) -> dict:
-    """The parameters of another run's newest checkpoint, as saved (no target structure needed)."""
+    """The parameters of another run's newest checkpoint (their moving average where the run kept one,
+    gptjax/train/ema.py), as saved (no target structure needed)."""
     if not pathlib.Path(workdir).is_dir():
         raise ConfigError(f"train.init_from={workdir}: no such run folder")
     try:
-        return load_state(pathlib.Path(workdir) / "checkpoints")["params"]
+        return saved_eval_params(load_state(pathlib.Path(workdir) / "checkpoints"))
     except FileNotFoundError as e:
         raise ConfigError(f"train.init_from={workdir}: {e}") from None
 

@@ -19,7 +19,6 @@ sentencepiece) or, for characters, the corpus when it can be read; otherwise
 """
 from __future__ import annotations
 
-import dataclasses
 import math
 import os
 import sys

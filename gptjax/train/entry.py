@@ -37,6 +37,7 @@ def train_main(exp, args) -> None:
         report(exp)
         return
     from gptjax.model.decode import sample_text
+    from gptjax.train.ema import eval_params
     from gptjax.train.loop import run
 
     result = run(exp, args.workdir, force=args.force, progress=not args.no_progress)
@@ -54,6 +55,6 @@ def train_main(exp, args) -> None:
         print(f"(samples: parameters span {jax.process_count()} processes; "
               f"run scripts/sample.py --workdir {args.workdir})")
     elif t.sample_tokens:
-        texts = sample_text(result.state.params, result.spec, result.data.tokenizer, "\n", t.sample_tokens, 2)
+        texts = sample_text(eval_params(result.state.params, result.state.opt_state), result.spec, result.data.tokenizer, "\n", t.sample_tokens, 2)
         for i, text in enumerate(texts):
             print(f"---------- sample {i}\n{text}")

@@ -25,6 +25,7 @@ from gptjax.model import flops
 from gptjax.parallel.mesh import batch_process_slice
 from gptjax.train.checkpoint import (Checkpointer, Saver, load_params, merge_params, param_matches,
                                      restore_newest)
+from gptjax.train import ema
 from gptjax.train.distill import check_teacher, load_teacher
 from gptjax.train.guards import Guards, PreemptionWatch
 from gptjax.train.lora import is_adapter
@@ -111,7 +112,7 @@ def run(exp, workdir, *, force: bool = False, progress: bool = True, stop_after:
                 runlog.flush()
             if done % t.eval_every == 0 or done == t.steps:
                 runlog.flush()
-                ev = evaluate(compiled, state.params, data, exp)
+                ev = evaluate(compiled, ema.eval_params(state.params, state.opt_state), data, exp)
                 runlog.evaluated(done, ev)
                 eval_loss = ev["eval_loss"]
             if t.checkpoint_every and done % t.checkpoint_every == 0 or done == t.steps:
@@ -226,5 +227,6 @@ def initial_state(run_, ckpt: Checkpointer, init_params) -> tuple[object, int]:
         return state, step
     state = compiled.init(jax.random.key(run_.exp.train.seed))
     if init_params is not None:
-        state = state.replace(params=merge_params(state.params, init_params))
+        params = merge_params(state.params, init_params)
+        state = state.replace(params=params, opt_state=ema.restart(state.opt_state, params))
     return state, 0

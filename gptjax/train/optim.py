@@ -9,6 +9,7 @@ import optax
 
 from gptjax.errors import ConfigError
 from gptjax.model.weights import path_text
+from gptjax.train.ema import with_param_ema
 from gptjax.train.lora import is_adapter
 
 
@@ -55,6 +56,8 @@ def make_optimizer(opt_cfg, schedule_cfg, total_steps: int):
         tx = freeze(tx, opt_cfg.freeze)
     if getattr(opt_cfg, "lora_rank", 0):
         tx = train_only_adapters(tx)
+    if getattr(opt_cfg, "ema_decay", 0.0):
+        tx = with_param_ema(tx, opt_cfg.ema_decay)
     return tx, schedule
 
 

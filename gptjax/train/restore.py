@@ -22,6 +22,7 @@ from gptjax.errors import CheckpointReadError, ConfigError
 from gptjax.model.quant import from_saved
 from gptjax.train import lora
 from gptjax.train.checkpoint import Checkpointer, load_state, restore_newest
+from gptjax.train.ema import eval_params
 from gptjax.train.setup import abstract_state
 
 QUANTIZED = "quantized.json"  # in a workdir written by scripts/quantize.py: its checkpoint holds integers
@@ -60,7 +61,7 @@ def restore_params(workdir, exp, example: dict, mesh=None, step: int | None = No
             except Exception as e:  # noqa: BLE001 - Orbax and TensorStore raise many kinds; all mean: unreadable
                 raise CheckpointReadError(f"checkpoint step {step} in {ckpt.directory} cannot be read "
                                           f"({type(e).__name__}); steps saved: {', '.join(map(str, steps))}") from None
-        return state.params
+        return eval_params(state.params, state.opt_state)
     finally:
         ckpt.manager.close()
 

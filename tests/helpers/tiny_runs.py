@@ -3,6 +3,8 @@ a GPT of a few thousand parameters that trains a handful of steps in seconds on 
 from __future__ import annotations
 
 import dataclasses
+import logging
+import os
 import pathlib
 import random
 
@@ -18,6 +20,14 @@ def corpus(folder: pathlib.Path, lines: int = 3000, seed: int = 0) -> pathlib.Pa
     path.write_text("\n".join(" ".join(rng.choice(WORDS) for _ in range(rng.randint(4, 12)))
                               for _ in range(lines)) + "\n")
     return path
+
+
+def tiny_world(tmp_path_factory, name: str) -> tuple[pathlib.Path, pathlib.Path]:
+    """(a new folder, a generated corpus in it), with the folder as the dataset cache and absl quiet."""
+    root = tmp_path_factory.mktemp(name)
+    os.environ["GPTJAX_CACHE_DIR"] = str(root / "cache")
+    logging.getLogger("absl").setLevel(logging.ERROR)
+    return root, corpus(root)
 
 
 def experiment(text: pathlib.Path, *, steps: int = 4, n_layer: int = 1, d_model: int = 32, n_head: int = 2,

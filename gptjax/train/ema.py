@@ -1,0 +1,60 @@
+"""An exponential moving average of the parameters, kept in the optimizer state (`optimizer.ema_decay`).
+
+    ema <- decay * ema + (1 - decay) * new_params      after every update; ema starts at the initial params
+
+Evaluation during training, the checkpoints' readers (evaluate.py, sample.py, export, quantize,
+distillation teachers) and `train.init_from` use the average in place of the raw parameters; training
+itself steps the raw ones. Optax has no parameter average (optax.ema averages updates) and linen
+no EMA helper, so it is written here as an Optax wrapper: it lives in `opt_state`, so it is sharded
+like the parameters (optax.tree_map_params sees it as parameter-shaped), saved and resumed with them.
+"""
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import optax
+
+
+class ParamEmaState(NamedTuple):
+    inner: Any  # the wrapped optimizer's state
+    ema: Any  # the average, shaped and sharded like the parameters
+
+
+def with_param_ema(tx, decay: float):
+    """`tx`, followed by an update of the parameters' moving average at `decay` (a number in (0, 1))."""
+    def init(params):
+        # jax.tree.map calls nothing on optax.tree_map_params' placeholders, so the copy keeps them in place
+        return ParamEmaState(tx.init(params), jax.tree.map(jnp.copy, params))
+
+    def update(updates, state, params=None, **extra):
+        if params is None:
+            raise ValueError("optimizer.ema_decay needs the parameters in tx.update")
+        updates, inner = tx.update(updates, state.inner, params, **extra)
+        ema = jax.tree.map(lambda e, p, u: (decay * e + (1.0 - decay) * (p + u)).astype(e.dtype),
+                           state.ema, params, updates)
+        return updates, ParamEmaState(inner, ema)
+
+    return optax.GradientTransformationExtraArgs(init, update)
+
+
+def restart(opt_state, params):
+    """`opt_state` with the average reset to `params` (a run that starts from train.init_from's weights)."""
+    if not isinstance(opt_state, ParamEmaState):
+        return opt_state
+    return opt_state._replace(ema=jax.tree.map(jnp.copy, params))
+
+
+def eval_params(params, opt_state):
+    """The weights to evaluate: the moving average when the run keeps one, else `params`."""
+    return opt_state.ema if isinstance(opt_state, ParamEmaState) else params
+
+
+def saved_eval_params(saved_state: dict):
+    """The same for a state read as saved (gptjax/train/checkpoint.py: load_state), where the optimizer
+    state's named tuples come back as containers keyed by field name or position."""
+    opt = saved_state.get("opt_state")
+    if isinstance(opt, dict) and set(opt) == {"inner", "ema"}:
+        return opt["ema"]
+    return saved_state["params"]

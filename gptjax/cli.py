@@ -10,6 +10,7 @@
 """
 from __future__ import annotations
 
+import argparse
 import contextlib
 import functools
 import logging
@@ -83,3 +84,11 @@ def require(**checks) -> None:
     for name, (value, ok, accepted) in checks.items():
         if not ok:
             raise ConfigError(f"--{name}={value}: expected {accepted}")
+
+
+def step_list(text: str) -> list[int]:
+    """argparse type of a comma-separated list of step numbers ("1000,1500")."""
+    try:
+        return [int(s) for s in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected comma-separated step numbers, e.g. 1000,1500") from None

@@ -16,7 +16,7 @@ import json
 
 import _bootstrap  # noqa: F401
 
-from gptjax.cli import main_guard
+from gptjax.cli import main_guard, step_list
 
 
 def parse_args(argv=None):
@@ -46,12 +46,6 @@ def parse_args(argv=None):
     av.add_argument("--out", required=True, help="the new workdir (must not exist, or be empty)")
     return p.parse_args(argv)
 
-
-def step_list(text: str) -> list[int]:
-    try:
-        return [int(s) for s in text.split(",")]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r}: expected comma-separated step numbers, e.g. 1000,1500") from None
 
 
 @main_guard

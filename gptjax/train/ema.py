@@ -43,7 +43,7 @@ def restart(opt_state, params):
     """`opt_state` with the average reset to `params` (a run that starts from train.init_from's weights)."""
     if not isinstance(opt_state, ParamEmaState):
         return opt_state
-    return opt_state._replace(ema=jax.tree.map(jnp.copy, params))
+    return opt_state._replace(ema=jax.jit(lambda p: jax.tree.map(jnp.copy, p))(params))  # new buffers, same layout
 
 
 def eval_params(params, opt_state):
@@ -53,7 +53,7 @@ def eval_params(params, opt_state):
 
 def saved_eval_params(saved_state: dict):
     """The same for a state read as saved (gptjax/train/checkpoint.py: load_state), where the optimizer
-    state's named tuples come back as containers keyed by field name or position."""
+    state's named tuples come back as dicts keyed by field name."""
     opt = saved_state.get("opt_state")
     if isinstance(opt, dict) and set(opt) == {"inner", "ema"}:
         return opt["ema"]

@@ -55,6 +55,7 @@ def train_main(exp, args) -> None:
         print(f"(samples: parameters span {jax.process_count()} processes; "
               f"run scripts/sample.py --workdir {args.workdir})")
     elif t.sample_tokens:
-        texts = sample_text(eval_params(result.state.params, result.state.opt_state), result.spec, result.data.tokenizer, "\n", t.sample_tokens, 2)
+        params = eval_params(result.state.params, result.state.opt_state)
+        texts = sample_text(params, result.spec, result.data.tokenizer, "\n", t.sample_tokens, 2)
         for i, text in enumerate(texts):
             print(f"---------- sample {i}\n{text}")

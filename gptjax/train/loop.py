@@ -23,9 +23,9 @@ from gptjax.data.build import build_data
 from gptjax.errors import ConfigError
 from gptjax.model import flops
 from gptjax.parallel.mesh import batch_process_slice
+from gptjax.train import ema
 from gptjax.train.checkpoint import (Checkpointer, Saver, load_params, merge_params, param_matches,
                                      restore_newest)
-from gptjax.train import ema
 from gptjax.train.distill import check_teacher, load_teacher
 from gptjax.train.guards import Guards, PreemptionWatch
 from gptjax.train.lora import is_adapter

@@ -1,17 +1,12 @@
 """Checkpoint averaging (`scripts/convert.py average`): the new workdir holds the mean of the chosen
 checkpoints' parameters, loads and evaluates like any run, and what cannot be averaged is refused
 with exit 2 before anything is written."""
-import pathlib
-import sys
-
 import jax
 import numpy as np
 import pytest
 
+from helpers.scripts import call_main
 from helpers.tiny_runs import experiment, tiny_world
-
-ROOT = pathlib.Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "scripts"))
 
 
 @pytest.fixture(scope="module")
@@ -25,14 +20,7 @@ def run_dir(tmp_path_factory):
 
 
 def convert(capsys, *args):
-    import convert as script
-
-    capsys.readouterr()
-    try:
-        script.main([str(a) for a in args])
-    except SystemExit as e:
-        return e.code, capsys.readouterr()
-    return 0, capsys.readouterr()
+    return call_main("convert", capsys, *args)
 
 
 def leaves(params):

@@ -15,6 +15,7 @@ from gptjax.config import ModelSpec
 from gptjax.model import quant
 from gptjax.model.transformer import Transformer
 from gptjax.model.weights import weight_paths
+from helpers.scripts import call_main
 from helpers.tiny_runs import experiment, tiny_world
 from helpers.quick import quick_first
 
@@ -105,14 +106,8 @@ def int8(runs):
 
 
 def quantize_cli(capsys, *args):
-    import quantize
-
-    capsys.readouterr()
-    try:
-        quantize.main([str(a) for a in args])
-    except SystemExit as e:
-        return e.code, capsys.readouterr()
-    return 0, json.loads(capsys.readouterr().out)
+    code, out = call_main("quantize", capsys, *args)
+    return (code, out) if code else (0, json.loads(out.out))
 
 
 @pytest.mark.slow

@@ -187,14 +187,18 @@ def test_packed_rows_learn_only_the_target_and_keep_examples_apart(copy_task, tm
         assert mask[seg == 0].sum() == 0
 
 
-def test_a_prompt_too_long_for_a_row_loses_its_oldest_tokens(tmp_path, monkeypatch):
+def test_a_prompt_too_long_for_a_row_loses_its_oldest_tokens_and_says_so(tmp_path, monkeypatch, caplog):
     from gptjax.data.task_pipeline import TaskLMData
 
     monkeypatch.setenv("GPTJAX_CACHE_DIR", str(tmp_path / "cache"))
     long = {"prompt": "".join(chr(ord("a") + i % 26) for i in range(60)) + "=", "target": "ok"}
-    for name in ("train", "validation"):
-        (tmp_path / f"{name}.jsonl").write_text(json.dumps(long) + "\n" + json.dumps(long) + "\n")
-    data = TaskLMData(TaskData(task="jsonl", folder=str(tmp_path), tokenizer="byte"), seq_len=16, seed=0)
+    short = {"prompt": "ab=", "target": "ok"}
+    (tmp_path / "train.jsonl").write_text("".join(json.dumps(x) + "\n" for x in (long, long, short)))
+    (tmp_path / "validation.jsonl").write_text(json.dumps(short) + "\n")
+    with caplog.at_level("WARNING", logger="gptjax.data.task_pipeline"):
+        data = TaskLMData(TaskData(task="jsonl", folder=str(tmp_path), tokenizer="byte"), seq_len=16, seed=0)
+    warned = [r.getMessage() for r in caplog.records if "lose their oldest" in r.getMessage()]
+    assert len(warned) == 1 and "2 of 3 train examples" in warned[0] and "(longest: 64)" in warned[0]
     row = data.row("train", [0])
     text = data.tokenizer.decode(row["inputs"].tolist() + [row["targets"][-1]])
     assert text.endswith("=ok") and long["prompt"].endswith(text[:-2])  # the end of the prompt survives
@@ -325,6 +329,7 @@ def test_a_trained_task_model_is_scored_on_any_file_of_the_task(copy_run, copy_t
     assert proc.returncode == 0, proc.stderr[-3000:]
     scores = json.loads(proc.stdout)
     assert scores["examples"] == 100 and scores["accuracy"] > 0.5  # reversing 2-4 words: learned
+    assert scores["prompts_cut"] == 0
     saved = json.loads((run / "eval_jsonl.json").read_text())
     assert saved["accuracy"] == scores["accuracy"] and (run / "eval_jsonl.md").read_text().startswith("# jsonl")
     beamed = evaluate(run, env, "--task", "jsonl", "--data", copy_task / "test.jsonl", "--beam", 3)
@@ -335,6 +340,11 @@ def test_a_trained_task_model_is_scored_on_any_file_of_the_task(copy_run, copy_t
     saved = json.loads((run / "eval_jsonl_held_out.json").read_text())
     assert saved["examples"] == 50 and saved["samples"][0]["reference"] == first["target"]
     assert json.loads((run / "eval_jsonl.json").read_text())["examples"] == 100  # the test file's result stays
+    # a prompt longer than the window (64 tokens less 32 kept for the answer) is cut, and counted
+    long = copy_task.parent / "long.jsonl"
+    long.write_text("".join(json.dumps({"prompt": p, "target": "x"}) + "\n" for p in ("red =", "red " * 9 + "=")))
+    cut = evaluate(run, env, "--task", "jsonl", "--data", long)
+    assert cut.returncode == 0 and json.loads(cut.stdout)["prompts_cut"] == 1, cut.stderr[-3000:]
 
 
 @pytest.mark.slow

@@ -48,6 +48,8 @@ class TaskLMData(BatchSource):
         if self.tokenizer.eos_id is None:
             raise DataError("the task's tokenizer has no end-of-sequence token")
         self.examples = {split: self._encode(split) for split in self.records}
+        for split, ex in self.examples.items():
+            self.warn_if_cut(split, ex["lengths"])
         self._epochs: list[tuple] = []  # (order, row offsets) of each training epoch laid out so far
         self._epoch_starts = [0]  # the first global row of each epoch
 
@@ -99,6 +101,17 @@ class TaskLMData(BatchSource):
         with atomic.replacing(path, suffix=".npz") as tmp:
             np.savez(tmp, **out)
         return out
+
+    def warn_if_cut(self, split: str, lengths: np.ndarray) -> int:
+        """Say how many examples of `split` lose their oldest prompt tokens to the row length (a bAbI
+        question may lose the line it asks about); returns that count."""
+        cut = int((lengths > self.seq_len + 1).sum())
+        if cut:
+            log.warning("data: %d of %d %s examples (%.0f%%) are longer than a row of %d tokens and lose their "
+                        "oldest prompt tokens (longest: %d); raise model.max_seq_len, or for bAbI lower "
+                        "data.context_lines or raise data.sp_vocab_size", cut, len(lengths), split,
+                        100 * cut / len(lengths), self.seq_len + 1, int(lengths.max()))
+        return cut
 
     # ---- packing ----------------------------------------------------------------
 

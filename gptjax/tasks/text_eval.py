@@ -78,18 +78,22 @@ def prompt_batch(ids_list, width: int, prefix: bool = False) -> dict:
     return batch
 
 
+def prompt_window(spec, n_new: int) -> int:
+    """How many prompt tokens decoding keeps: the context window less the room always left for the answer."""
+    return spec.max_seq_len - min(n_new, spec.max_seq_len // 2)
+
+
 def generate_answers(params, spec, tokenizer, prompts: list[str], n_new: int, beam: int = 1, alpha: float = 0.6,
                      batch_size: int = 64, prefix: bool = False) -> list[str]:
     """Decoded answers to `prompts` (greedy with beam 1), each cut at <eos>; up to `n_new` tokens each, fewer
     where a long prompt leaves less of the context window."""
-    reserve = min(n_new, spec.max_seq_len // 2)  # room always left for the answer
-    ids = [tokenizer.encode(p)[-(spec.max_seq_len - reserve):] for p in prompts]  # oldest context goes first
+    ids = [tokenizer.encode(p)[-prompt_window(spec, n_new):] for p in prompts]  # oldest context goes first
     order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
     model, answers = Transformer(spec, decode=True), [""] * len(ids)
     for lo in range(0, len(order), batch_size):
         chunk = order[lo:lo + batch_size]
         rows = [ids[i] for i in chunk] + [ids[chunk[-1]]] * (batch_size - len(chunk))  # one shape per width
-        batch = prompt_batch(rows, width_bucket(max(map(len, rows)), spec.max_seq_len - reserve), prefix)
+        batch = prompt_batch(rows, width_bucket(max(map(len, rows)), prompt_window(spec, n_new)), prefix)
         n = min(n_new, spec.max_seq_len - batch["inputs"].shape[1])
         if beam > 1:
             out, _ = beam_search(params, batch, model=model, n_new=n, beam=beam, eos_id=tokenizer.eos_id,
@@ -116,9 +120,12 @@ def score(task: str, exp, params, tokenizer, examples, beam: int, alpha: float) 
     refs = [ex.target for ex in examples]
     t0 = time.time()
     prefix = exp.data.attention == "prefix"
-    hyps = generate_answers(params, exp.model, tokenizer, prompts, answer_budget(task, tokenizer), beam, alpha,
-                            prefix=prefix)
-    result = {"task": task, "examples": len(examples), "beam": beam, "length_penalty": alpha if beam > 1 else None}
+    n_new = answer_budget(task, tokenizer)
+    hyps = generate_answers(params, exp.model, tokenizer, prompts, n_new, beam, alpha, prefix=prefix)
+    window = prompt_window(exp.model, n_new)
+    cut = sum(len(tokenizer.encode(p)) > window for p in prompts)  # these lost their oldest tokens
+    result = {"task": task, "examples": len(examples), "prompts_cut": cut, "beam": beam,
+              "length_penalty": alpha if beam > 1 else None}
     if task == "translate":
         result.update(translation_scores(hyps, refs))
     elif task == "qa":
@@ -137,7 +144,7 @@ def score(task: str, exp, params, tokenizer, examples, beam: int, alpha: float) 
 
 def markdown(result: dict) -> str:
     keys = [k for k in ("bleu", "bleu_lc_tok", "chrf", "accuracy", "accuracy_loglik", "mean_error", "failed_tasks",
-                        "examples", "beam") if k in result]
+                        "examples", "prompts_cut", "beam") if k in result]
     lines = [f"# {result['task']} ({result['data']})", "", "| " + " | ".join(keys) + " |", "|" + "---|" * len(keys),
              "| " + " | ".join(str(result[k]) for k in keys) + " |"]
     if "bleu_signature" in result:

@@ -1,6 +1,7 @@
 """The parameters' moving average (`optimizer.ema_decay`, gptjax/train/ema.py): it leaves training's own
-steps bit-identical, follows ema <- d * ema + (1 - d) * params, is what evaluation, the workdir's readers
-and `train.init_from` see, survives a resume, and the settings it cannot work with are refused."""
+steps bit-identical, follows ema <- d_t * ema + (1 - d_t) * params with the warmed-up decay
+d_t = min(d, t / (9 + t)), is what evaluation, the workdir's readers and `train.init_from` see, survives
+a resume, and the settings it cannot work with are refused."""
 import pathlib
 import sys
 
@@ -34,7 +35,8 @@ def test_the_wrapper_changes_no_update_and_averages_the_parameters():
         for a, b in zip(leaves(u_plain), leaves(u_avg)):
             np.testing.assert_array_equal(a, b)
         p_plain, p_avg = optax.apply_updates(p_plain, u_plain), optax.apply_updates(p_avg, u_avg)
-        ema = jax.tree.map(lambda e, p: 0.9 * e + 0.1 * p, ema, p_avg)
+        d = min(0.9, (k + 1) / (k + 10))  # the warm-up: update t = k + 1 decays by min(0.9, t / (9 + t))
+        ema = jax.tree.map(lambda e, p: d * e + (1 - d) * p, ema, p_avg)
         for a, b in zip(leaves(s_avg.ema), leaves(ema)):
             np.testing.assert_allclose(a, b, rtol=1e-6)
     assert isinstance(s_avg, ParamEmaState)
@@ -59,9 +61,11 @@ def test_training_steps_the_same_parameters_and_the_average_follows_them(runs):
         np.testing.assert_array_equal(a, b)
     states = runs["states"]
     for k in range(2, 7):
+        d = min(DECAY, k / (9 + k))  # warmed up: 0.18, 0.25, ... 0.4 here
+        assert int(states[k].opt_state.count) == k
         for e, e_prev, p in zip(leaves(states[k].opt_state.ema), leaves(states[k - 1].opt_state.ema),
                                 leaves(states[k].params)):
-            np.testing.assert_allclose(e, DECAY * e_prev + (1 - DECAY) * p, rtol=1e-5, atol=1e-7)
+            np.testing.assert_allclose(e, d * e_prev + (1 - d) * p, rtol=1e-5, atol=1e-7)
     gap = max(np.abs(e - p).max() for e, p in zip(leaves(states[6].opt_state.ema), leaves(states[6].params)))
     assert gap > 1e-3
 
@@ -92,8 +96,9 @@ def test_a_run_started_from_an_averaged_run_starts_its_average_there(runs):
     run(exp, runs["root"] / "tuned", progress=False,
         on_step=lambda done, state: first.setdefault(done, jax.tree.map(np.asarray, state)))
     start = leaves(runs["ema"].state.opt_state.ema)  # what init_from loads
+    d1 = min(DECAY, 1 / 10)  # the first update's warmed-up decay
     for e1, p1, p0 in zip(leaves(first[1].opt_state.ema), leaves(first[1].params), start):
-        np.testing.assert_allclose((e1 - (1 - DECAY) * p1) / DECAY, p0, rtol=1e-4, atol=1e-5)
+        np.testing.assert_allclose(e1, d1 * p0 + (1 - d1) * p1, rtol=1e-5, atol=1e-6)
 
 
 @pytest.mark.slow

@@ -69,6 +69,6 @@ def saved_eval_params(saved_state: dict):
     """The same for a state read as saved (gptjax/train/checkpoint.py: load_state), where the optimizer
     state's named tuples come back as dicts keyed by field name."""
     opt = saved_state.get("opt_state")
-    if isinstance(opt, dict) and {"inner", "ema", "count"} <= set(opt):
+    if isinstance(opt, dict) and {"inner", "ema"} <= set(opt):  # "count" too since the warm-up
         return opt["ema"]
     return saved_state["params"]

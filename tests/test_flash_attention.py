@@ -12,6 +12,7 @@ from gptjax.model.flash_attention import flash_attention
 from gptjax.model.masks import attention_mask
 from gptjax.model.transformer import Transformer
 from helpers.quick import quick_grid
+from helpers.reference_decode import cached_logits
 
 B, L = 2, 40
 
@@ -117,13 +118,4 @@ def test_flash_decoding_with_kv_cache_matches_full_forward():
     tokens = jnp.asarray(np.random.default_rng(3).integers(0, 50, (2, 12)), jnp.int32)
     params = Transformer(spec).init(jax.random.key(0), tokens)["params"]
     full = Transformer(spec).apply({"params": params}, tokens)
-    dec = Transformer(spec, decode=True)
-    cache = jax.tree.map(jnp.zeros_like, dec.init(jax.random.key(0), tokens[:, :1])["cache"])
-    logits, upd = dec.apply({"params": params, "cache": cache}, tokens[:, :8],
-                            jnp.broadcast_to(jnp.arange(8), (2, 8)), mutable=["cache"])
-    steps = [logits]
-    for t in range(8, 12):
-        logits, upd = dec.apply({"params": params, "cache": upd["cache"]}, tokens[:, t:t + 1],
-                                jnp.full((2, 1), t), mutable=["cache"])
-        steps.append(logits)
-    np.testing.assert_allclose(jnp.concatenate(steps, axis=1), full, atol=1e-5)
+    np.testing.assert_allclose(cached_logits(params, spec, tokens, prefill=8), full, atol=1e-5)

@@ -10,7 +10,7 @@ import pytest
 from gptjax.config import ModelSpec
 from gptjax.model.attention import xla_attention
 from gptjax.model.decode import generate, sample_logits
-from helpers.reference_decode import generate_without_cache, greedy_past_the_window
+from helpers.reference_decode import cached_logits, generate_without_cache, greedy_past_the_window
 from gptjax.model.masks import attention_mask
 from gptjax.model.transformer import Transformer
 from helpers.quick import quick_first
@@ -109,17 +109,7 @@ def test_kv_cache_decoding_matches_full_forward(spec):
     params = init(spec)
     x = tokens(2, 12)
     full = Transformer(spec).apply({"params": params}, x)
-    model = Transformer(spec, decode=True)
-    cache = model.init(jax.random.key(0), x[:, :1])["cache"]
-    cache = jax.tree.map(jnp.zeros_like, cache)
-    logits, v = model.apply({"params": params, "cache": cache}, x[:, :5], jnp.broadcast_to(jnp.arange(5), (2, 5)),
-                            mutable=["cache"])
-    steps = [logits]
-    for i in range(5, 12):
-        logits, v = model.apply({"params": params, "cache": v["cache"]}, x[:, i:i + 1], jnp.full((2, 1), i),
-                                mutable=["cache"])
-        steps.append(logits)
-    np.testing.assert_allclose(jnp.concatenate(steps, axis=1), full, atol=1e-5)
+    np.testing.assert_allclose(cached_logits(params, spec, x, prefill=5), full, atol=1e-5)
 
 
 @pytest.mark.parametrize("spec", quick_first([GPT2, LLAMA], ids=["gpt2", "llama"]))

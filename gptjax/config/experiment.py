@@ -49,6 +49,11 @@ class ModelSpec:
     # quantization-aware training: every kernel and the embedding fake-quantized per channel in the
     # forward pass, full-precision gradients (straight-through); gptjax/model/quant.py
     quant: str = field("none", one_of("none", "int8", "int4"))
+    # the first N layers attend within each token's own line only (a line ends with the newline
+    # token, which belongs to it); the layers after see the whole context. Each line is read as a unit
+    # before lines are compared, the sentence-level bias of memory networks (gptjax/model/lines.py)
+    line_local_layers: int = field(0, NON_NEGATIVE)
+    line_break_id: int = field(-1, Rule(lambda v: v >= -1, "-1 (the tokenizer's newline) or a token id"))
 
     @property
     def head_dim(self) -> int:
@@ -195,6 +200,12 @@ class Experiment:
             raise ConfigError(f"rotary positions need an even head dim; got d_model/n_head={m.head_dim}")
         if m.n_head % m.kv_heads:
             raise ConfigError(f"model.n_kv_head={m.n_kv_head} must divide model.n_head={m.n_head} (0 = n_head)")
+        if m.line_local_layers > m.n_layer:
+            raise ConfigError(f"model.line_local_layers={m.line_local_layers} exceeds model.n_layer={m.n_layer}")
+        if m.line_local_layers and m.scan_layers:
+            raise ConfigError("model.line_local_layers needs model.scan_layers=false: scanned layers share one mask")
+        if m.line_local_layers and self.media is not None:
+            raise ConfigError("model.line_local_layers is for text and task models; this experiment has media")
         if m.loss_chunk and self.media is not None:
             raise ConfigError("model.loss_chunk is for text models; multimodal experiments compute whole logits "
                               "(set model.loss_chunk=0)")

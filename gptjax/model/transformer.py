@@ -13,6 +13,7 @@ import jax.numpy as jnp
 from gptjax.model.attention import Attention
 from gptjax.model.fusion_fence import cpu_fence
 from gptjax.model.layers import QUANT_BITS, Linear, dense, kernel, norm
+from gptjax.model.lines import LineSegments
 from gptjax.model.quant import qat_dot_general
 from gptjax.parallel.rules import constrain
 
@@ -92,6 +93,10 @@ class Transformer(nn.Module):
                 s, self.decode, self.deterministic)
         else:
             self.layers = [block(s, self.decode, self.deterministic, name=f"h_{i}") for i in range(s.n_layer)]
+        if s.line_local_layers:
+            if s.line_break_id < 0:
+                raise ValueError("model.line_local_layers needs model.line_break_id (resolved from the tokenizer)")
+            self.lines = LineSegments(s.line_break_id, self.decode)
         self.ln_f = norm(s, "ln_f")
         if not s.tie_embeddings:
             qat = {} if s.quant == "none" else {"dot_general": qat_dot_general(QUANT_BITS[s.quant])}
@@ -144,8 +149,11 @@ class Transformer(nn.Module):
         if s.scan_layers:
             x_BxLxE, _ = self.layers(x_BxLxE, positions_BxL, segment_ids_BxL, prefix_BxL)
         else:
-            for layer in self.layers:
-                x_BxLxE, _ = layer(x_BxLxE, positions_BxL, segment_ids_BxL, prefix_BxL)
+            # the first line_local_layers layers see their own line only (gptjax/model/lines.py)
+            line_ids_BxL = self.lines(tokens_BxL, segment_ids_BxL) if s.line_local_layers else None
+            for i, layer in enumerate(self.layers):
+                seg_BxL = line_ids_BxL if i < s.line_local_layers else segment_ids_BxL
+                x_BxLxE, _ = layer(x_BxLxE, positions_BxL, seg_BxL, prefix_BxL)
         x_BxLxE = self.ln_f(x_BxLxE)
         if features_only:
             return x_BxLxE

@@ -115,7 +115,7 @@ def plan(exp: Experiment) -> dict:
     from gptjax.data.build import build_data
     from gptjax.parallel.mesh import batch_process_slice
     from gptjax.train.optim import param_path
-    from gptjax.train.setup import assemble, run_mesh
+    from gptjax.train.setup import assemble, newline_id, run_mesh
 
     exp.validate()
     try:
@@ -130,13 +130,15 @@ def plan(exp: Experiment) -> dict:
     if exp.data.kind == "text":
         vocab, vocab_source = resolve_vocab(exp)
         example = text_batch(exp.model.max_seq_len)
+        line_break = 0  # no tokenizer read: any newline id compiles the same program
     else:  # multimodal and task batches carry keys (media arrays, prefix masks) only the data knows
         data = build_data(exp)
         vocab, vocab_source = data.vocab_size, "the data's tokenizer"
+        line_break = newline_id(data.tokenizer)
         example = next(iter(data.eval_batches(exp.train.batch_size, 1, *batch_process_slice(mesh))))
     if vocab_source.startswith("ASSUMED"):
         notes.append(f"vocab_size {vocab_source}")
-    run = assemble(exp, example, vocab, mesh)
+    run = assemble(exp, example, vocab, mesh, line_break=line_break)
     compiled, spec = run.compiled, run.spec
     abstract = compiled.abstract_state
 

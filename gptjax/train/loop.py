@@ -31,7 +31,7 @@ from gptjax.train.guards import Guards, PreemptionWatch
 from gptjax.train.lora import is_adapter
 from gptjax.train.metrics import RunLog
 from gptjax.train.restore import quantization
-from gptjax.train.setup import assemble, fingerprint, run_mesh, same_fingerprint
+from gptjax.train.setup import assemble, fingerprint, newline_id, run_mesh, same_fingerprint
 
 log = logging.getLogger(__name__)
 
@@ -79,7 +79,7 @@ def run(exp, workdir, *, force: bool = False, progress: bool = True, stop_after:
         example = next(iter(data.eval_batches(t.batch_size, 1, *batch_process_slice(mesh))))
     teacher = teacher_of(exp, data, mesh)
     with doing("compiling the steps"):
-        run_ = assemble(exp, example, data.vocab_size, mesh, teacher)
+        run_ = assemble(exp, example, data.vocab_size, mesh, teacher, newline_id(data.tokenizer))
     compiled, spec, primary = run_.compiled, run_.spec, jax.process_index() == 0
     init_params = pretrained(run_, t) if fresh else None  # read and checked before the workdir is touched
     with doing("opening the workdir"):

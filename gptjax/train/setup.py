@@ -28,9 +28,25 @@ def single_device_mesh():
     return make_mesh(Mesh(1, 1, 1), jax.devices()[:1])
 
 
-def resolved_model(exp: Experiment, vocab_size: int):
-    """The model spec with the tokenizer's vocabulary size where the experiment leaves it at 0."""
+def newline_id(tokenizer) -> int | None:
+    """The tokenizer's id for a newline when it writes one as a single token, else None."""
+    try:
+        ids = list(tokenizer.encode("\n"))
+    except (ValueError, KeyError):  # a character alphabet without the newline
+        return None
+    return ids[0] if len(ids) == 1 else None
+
+
+def resolved_model(exp: Experiment, vocab_size: int, line_break: int | None = None):
+    """The model spec with the tokenizer's vocabulary size where the experiment leaves it at 0, and,
+    for line-local layers, the tokenizer's newline id (`line_break`) where it leaves that at -1."""
     spec = exp.model
+    if spec.line_local_layers and spec.line_break_id < 0:
+        if line_break is None:
+            raise ConfigError(f"model.line_local_layers={spec.line_local_layers} needs a newline token: this "
+                              "tokenizer does not write a newline as one token; set model.line_break_id to "
+                              "the id that ends a line, or model.line_local_layers=0")
+        spec = dataclasses.replace(spec, line_break_id=line_break)
     if spec.vocab_size == 0:
         return dataclasses.replace(spec, vocab_size=vocab_size)
     if spec.vocab_size < vocab_size:
@@ -55,11 +71,13 @@ class Assembled:
         return self.exp.model
 
 
-def assemble(exp: Experiment, example: dict, vocab_size: int, mesh=None, teacher=None) -> Assembled:
+def assemble(exp: Experiment, example: dict, vocab_size: int, mesh=None, teacher=None,
+             line_break: int | None = None) -> Assembled:
     """Compile `exp`'s steps for batches shaped like `example` (one row is enough) on `mesh`; with a
-    distillation `teacher` (gptjax/train/distill.py: load_teacher) inside the train step."""
+    distillation `teacher` (gptjax/train/distill.py: load_teacher) inside the train step. `line_break`:
+    the tokenizer's newline id (`newline_id`), for line-local layers."""
     mesh = run_mesh(exp) if mesh is None else mesh
-    spec = resolved_model(exp, vocab_size)
+    spec = resolved_model(exp, vocab_size, line_break)
     tx, schedule = make_optimizer(exp.optimizer, exp.schedule, exp.train.steps)
     t0 = time.time()
     compiled = compile_steps(exp, spec, tx, schedule, mesh, example, teacher)

@@ -77,3 +77,19 @@ def greedy_past_the_window(params, spec, prompt_BxP, max_new_tokens: int):
         gaps.append(top2[:, 1] - top2[:, 0])
         out = np.concatenate([out, logits.argmax(-1).astype(np.int32)[:, None]], axis=1)
     return out, np.min(gaps)
+
+
+def cached_logits(params, spec, tokens_BxL, prefill: int):
+    """Logits of a cached text decoder: the first `prefill` tokens in one call, then one at a time;
+    equal to one full forward when the cache is right."""
+    model = Transformer(spec, decode=True)
+    b = tokens_BxL.shape[0]
+    cache = jax.tree.map(jnp.zeros_like, model.init(jax.random.key(0), tokens_BxL[:, :1])["cache"])
+    logits, v = model.apply({"params": params, "cache": cache}, tokens_BxL[:, :prefill],
+                            jnp.broadcast_to(jnp.arange(prefill), (b, prefill)), mutable=["cache"])
+    steps = [logits]
+    for i in range(prefill, tokens_BxL.shape[1]):
+        logits, v = model.apply({"params": params, "cache": v["cache"]}, tokens_BxL[:, i:i + 1], jnp.full((b, 1), i),
+                                mutable=["cache"])
+        steps.append(logits)
+    return jnp.concatenate(steps, axis=1)

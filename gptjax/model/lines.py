@@ -1,0 +1,43 @@
+"""Line segments: which line of its row each token is on, for layers that attend within a line.
+
+A line ends with the newline token (`model.line_break_id`), which belongs to the line it ends; a
+new packed example (segment) also starts a line. The ids come back in the form of segment ids
+(0 for padding, unique per line in a row), so the attention kernels' segment masking keeps a
+query to the keys of its own line. With a KV cache the count carries on from the last real
+token of the previous call (prompts are right-padded), so decoding numbers lines as training did.
+"""
+from __future__ import annotations
+
+import flax.linen as nn
+import jax.numpy as jnp
+
+
+class LineSegments(nn.Module):
+    break_id: int
+    decode: bool = False
+
+    @nn.compact
+    def __call__(self, tokens_BxL, segment_ids_BxL):
+        b, l = tokens_BxL.shape
+        breaks = tokens_BxL == self.break_id
+        if self.decode:
+            prev_break = self.variable("cache", "prev_break", jnp.zeros, (b,), jnp.bool_)
+            prev_seg = self.variable("cache", "prev_segment", jnp.zeros, (b,), jnp.int32)
+            prev_line = self.variable("cache", "prev_line", jnp.zeros, (b,), jnp.int32)
+            first = (prev_break.value, prev_seg.value, prev_line.value)
+        else:
+            first = (jnp.zeros((b,), bool), jnp.zeros((b,), jnp.int32), jnp.zeros((b,), jnp.int32))
+        before_break = jnp.concatenate([first[0][:, None], breaks[:, :-1]], axis=1)
+        before_seg = jnp.concatenate([first[1][:, None], segment_ids_BxL[:, :-1]], axis=1)
+        starts = before_break | (segment_ids_BxL != before_seg)
+        line_BxL = first[2][:, None] + jnp.cumsum(starts, axis=1, dtype=jnp.int32)
+        if self.decode:  # carry on from the last real (non-padding) token of this call
+            real = segment_ids_BxL != 0
+            last = jnp.max(jnp.where(real, jnp.arange(l), -1), axis=1)
+            has = last >= 0
+            at = jnp.maximum(last, 0)[:, None]
+            take = lambda x: jnp.take_along_axis(x, at, axis=1)[:, 0]  # noqa: E731
+            prev_break.value = jnp.where(has, take(breaks), prev_break.value)
+            prev_seg.value = jnp.where(has, take(segment_ids_BxL), prev_seg.value)
+            prev_line.value = jnp.where(has, take(line_BxL), prev_line.value)
+        return jnp.where(segment_ids_BxL != 0, line_BxL, 0).astype(jnp.int32)

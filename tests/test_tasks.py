@@ -309,7 +309,8 @@ def copy_run(copy_task, tmp_path_factory):
     sets = ["data.task=jsonl", f"data.folder={copy_task}", "data.tokenizer=byte", "model.n_layer=2",
             "model.d_model=64", "model.n_head=4", "model.max_seq_len=64", "model.dropout=0", "train.steps=300",
             "train.batch_size=16", "train.eval_every=300", "train.checkpoint_every=100", "schedule.warmup_steps=20",
-            "schedule.peak_lr=3e-3", "mesh.cpu_devices=1", "data.attention=prefix"]
+            "schedule.peak_lr=3e-3", "mesh.cpu_devices=1", "data.attention=prefix",
+            "model.line_local_layers=1"]  # one-line prompts: the local layer sees each whole example
     proc = subprocess.run([sys.executable, "scripts/train.py", "experiments/translate_multi30k.py", "--workdir", str(run),
                            "--no_progress", *[f"--set={s}" for s in sets]],
                           cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
@@ -330,6 +331,7 @@ def test_a_trained_task_model_is_scored_on_any_file_of_the_task(copy_run, copy_t
     scores = json.loads(proc.stdout)
     assert scores["examples"] == 100 and scores["accuracy"] > 0.5  # reversing 2-4 words: learned
     assert scores["prompts_cut"] == 0
+    assert json.loads((run / "config.json").read_text())["model"]["line_break_id"] == 10  # the byte "\n"
     saved = json.loads((run / "eval_jsonl.json").read_text())
     assert saved["accuracy"] == scores["accuracy"] and (run / "eval_jsonl.md").read_text().startswith("# jsonl")
     beamed = evaluate(run, env, "--task", "jsonl", "--data", copy_task / "test.jsonl", "--beam", 3)

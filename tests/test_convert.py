@@ -311,6 +311,16 @@ def test_cli_refuses_mismatches_before_writing(hf_dirs, tmp_path, capsys, case):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["bad"]  # no workdir, no hidden temp folder
 
 
+def test_export_refuses_line_local_layers_which_hugging_face_models_lack(hf_dirs, tmp_path):
+    import_hf(hf_dirs["gpt2_tied"][0], tmp_path / "wd")
+    cfg = json.loads((tmp_path / "wd" / "config.json").read_text())
+    cfg["model"].update(line_local_layers=1, line_break_id=10)
+    (tmp_path / "wd" / "config.json").write_text(json.dumps(cfg))
+    with pytest.raises(ConversionError, match="line-local layers"):
+        export_hf(tmp_path / "wd", tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+
+
 def test_import_refuses_a_used_workdir(hf_dirs, tmp_path):
     (tmp_path / "wd").mkdir()
     (tmp_path / "wd" / "keep.txt").write_text("x")

@@ -150,6 +150,9 @@ def export_hf(workdir, hf_dir) -> list[str]:
     if exp.media is not None:
         raise ConversionError(f"{workdir} is a multimodal run; only text decoders export to Hugging Face")
     spec = exp.model
+    if spec.line_local_layers:
+        raise ConversionError(f"{workdir} has line-local layers (model.line_local_layers={spec.line_local_layers}), "
+                              "which no Hugging Face GPT-2 or LLaMA model has: its export would attend differently")
     arch = ARCHITECTURES[spec.flavour]
     hf_config = arch.config_from_spec(spec)
     eos = tokenizer.eos_id

@@ -3,6 +3,11 @@
 One rule for the benchmarks: the prompt is the source (sentence, or bAbI story and question)
 followed by a newline, which the SentencePiece models keep as a token of its own; the target is
 the translation, label word or answer. JSONL examples are used verbatim.
+
+A bAbI answer is written with a leading space, as its words appear inside a story line: the
+SentencePiece models are trained without a dummy prefix, so " bedroom" is the story's one piece while
+"bedroom" after the newline would be split into pieces seen nowhere else ("b edroom"). Scoring
+strips the space.
 """
 from __future__ import annotations
 
@@ -13,4 +18,5 @@ def format_prompt(task: str, source: str) -> str:
 
 def format_example(task: str, example) -> tuple[str, str]:
     """(prompt, target) text of a TaskExample."""
-    return format_prompt(task, example.source), example.target
+    target = " " + example.target if task == "qa" else example.target
+    return format_prompt(task, example.source), target

@@ -7,7 +7,8 @@ the translation, label word or answer. JSONL examples are used verbatim.
 A bAbI answer is written with a leading space, as its words appear inside a story line: the
 SentencePiece models are trained without a dummy prefix, so " bedroom" is the story's one piece while
 "bedroom" after the newline would be split into pieces seen nowhere else ("b edroom"). Scoring
-strips the space.
+strips the space. The joint bAbI recipe ships with it; on bAbI task 1 alone two seeds
+with it missed the lookup that one seed without it found (docs/tasks.md, not yet settled).
 """
 from __future__ import annotations
 

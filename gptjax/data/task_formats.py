@@ -7,8 +7,9 @@ the translation, label word or answer. JSONL examples are used verbatim.
 A bAbI answer is written with a leading space, as its words appear inside a story line: the
 SentencePiece models are trained without a dummy prefix, so " bedroom" is the story's one piece while
 "bedroom" after the newline would be split into pieces seen nowhere else ("b edroom"). Scoring
-strips the space. The joint bAbI recipe ships with it; on bAbI task 1 alone two seeds
-with it missed the lookup that one seed without it found (docs/tasks.md, not yet settled).
+strips the space. The joint bAbI recipe ships with it (0.395), but on bAbI task 1 alone
+bare answers learned the lookup in two seeds of two and these in none (docs/tasks.md): the next
+joint run goes back to bare answers.
 """
 from __future__ import annotations
 

@@ -131,6 +131,27 @@ def test_babi_questions_carry_their_story_and_task(tmp_path):
     assert task_files.read_babi(path, 1, line_ages=True)[1].source == "1 Daniel went back to the hallway.\nWhere is Daniel?"
 
 
+def test_a_qa_answer_is_written_in_the_pieces_its_story_uses(tmp_path):
+    """The answer follows a newline; written bare, a SentencePiece model without a dummy prefix
+    splits it into pieces the stories never use ("b athroom")."""
+    from gptjax.data.task_formats import format_example
+    from gptjax.data.tokenizers import train_sentencepiece
+
+    path = tmp_path / "qa7_counting_test.txt"
+    path.write_text(BABI)
+    qs = task_files.read_babi(path)
+    stories = [ex.source for ex in qs] * 50
+    sp = train_sentencepiece(stories, tmp_path / "m", vocab_size=300, byte_fallback=False)
+    for ex in qs:
+        prompt, target = format_example("qa", ex)
+        assert prompt == ex.source + "\n" and target.strip() == ex.target
+        story = sp.encode(ex.source)
+        answer = sp.encode(target)
+        assert len(answer) == 1 and answer[0] in story, (ex.target, sp.decode(answer))
+        assert sp.encode(ex.target) != answer  # the bare word is other pieces
+    assert format_example("translate", qs[0])[1] == qs[0].target  # other tasks keep their targets
+
+
 def test_babi_and_jsonl_errors_name_file_and_line(tmp_path):
     (tmp_path / "qa1_x_test.txt").write_text("1 Mary moved.\nWhere is Mary?\tkitchen\n")
     with pytest.raises(DataError, match=r"qa1_x_test.txt:2: expected 'ID text'"):
@@ -273,7 +294,7 @@ def test_answer_budget_fits_whole_answers_in_every_tokenizer():
     from gptjax.data.tokenizers import ByteTokenizer, CharTokenizer
     from gptjax.tasks.text_eval import answer_budget
     german = "Ein Mann mit einem orangefarbenen Hut, der etwas anstarrt, steht vor einem großen Gebäude am Fluss."
-    answers = {"sentiment": task_files.SENTIMENT_LABELS, "qa": ["bathroom", "apple,football,milk"],
+    answers = {"sentiment": task_files.SENTIMENT_LABELS, "qa": [" bathroom", " apple,football,milk"],
                "translate": [german * 3]}
     alphabet = sorted(set("".join(a for group in answers.values() for a in group)))
     for tokenizer in (ByteTokenizer(add_eos=True), CharTokenizer(alphabet)):

@@ -93,7 +93,9 @@ def runs(tmp_path_factory):
     exp = experiment(text, steps=6, optimizer={"lora_rank": 2, "lora_alpha": 4.0},
                      schedule={"peak_lr": 3e-2}, train={"init_from": str(root / "base")})
     tuned = run(exp, root / "lora", progress=False)
-    return {"root": root, "text": text, "base": base, "lora": tuned, "exp": exp}
+    also = dataclasses.replace(exp, optimizer=dataclasses.replace(exp.optimizer, lora_also_train=r"(bias|scale)$"))
+    with_norms = run(also, root / "lora_also", progress=False)
+    return {"root": root, "text": text, "base": base, "lora": tuned, "exp": exp, "also": with_norms}
 
 
 def bits(x):
@@ -112,6 +114,22 @@ def test_only_the_adapters_train_and_the_base_stays_bit_identical(runs):
     moments = [x for x in jax.tree.leaves(runs["lora"].state.opt_state) if np.ndim(x)]
     n_adapter = sum(tuned[k].size for k in adapters)
     assert sum(x.size for x in moments) == 2 * n_adapter  # Adam's two moments, of the adapters alone
+
+
+@pytest.mark.slow
+def test_lora_also_train_trains_the_matched_base_parameters_and_freezes_the_rest(runs):
+    base = {lora.path_text(k): v for k, v in jax.tree_util.tree_leaves_with_path(runs["base"].state.params)}
+    tuned = {lora.path_text(k): v for k, v in jax.tree_util.tree_leaves_with_path(runs["also"].state.params)}
+    also = sorted(k for k in base if k.endswith(("bias", "scale")))
+    assert also and any("ln" in k for k in also) and any("bias" in k for k in also)
+    for k in base:
+        if k in also:
+            assert not np.array_equal(bits(tuned[k]), bits(base[k])), k  # trained in full
+        else:
+            np.testing.assert_array_equal(bits(tuned[k]), bits(base[k]), err_msg=k)  # frozen
+    moments = [x for x in jax.tree.leaves(runs["also"].state.opt_state) if np.ndim(x)]
+    n_trained = sum(tuned[k].size for k in tuned if lora.is_adapter(k) or k in also)
+    assert sum(x.size for x in moments) == 2 * n_trained
 
 
 @pytest.mark.slow
@@ -151,25 +169,30 @@ def test_merged_workdir_gives_the_unmerged_runs_logits_and_loss(runs, capsys):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("case", ["export_unmerged", "merge_plain", "no_match", "bad_regex", "with_freeze"])
+@pytest.mark.parametrize("case", ["export_unmerged", "merge_plain", "no_match", "bad_regex", "with_freeze",
+                                  "also_no_match", "also_without_rank"])
 def test_what_cannot_work_exits_2_and_writes_nothing(runs, capsys, tmp_path, case):
     import convert
     import train
 
     text, lora_run = runs["text"], runs["root"] / "lora"
     sets = {"no_match": "optimizer.lora_targets=^nothing/", "bad_regex": "optimizer.lora_targets=attn(",
-            "with_freeze": "optimizer.freeze=wte"}.get(case)
+            "with_freeze": "optimizer.freeze=wte", "also_no_match": "optimizer.lora_also_train=^nothing$",
+            "also_without_rank": "optimizer.lora_also_train=bias$"}.get(case)
     argv = {"export_unmerged": ["export", "--workdir", str(lora_run), "--out", str(tmp_path / "out")],
             "merge_plain": ["merge-lora", "--workdir", str(runs["root"] / "base"), "--out", str(tmp_path / "out")]
             }.get(case) or [str(ROOT / "experiments/shakespeare_char_cpu.py"), "--workdir", str(tmp_path / "out"),
                             "--no_progress",
                             *[f"--set={s}" for s in ("data.dataset=text", f"data.files={text}", "model.n_layer=1",
-                                                      "mesh.cpu_devices=1", "optimizer.lora_rank=2", sets)]]
+                                                      "mesh.cpu_devices=1", sets,
+                                                      f"optimizer.lora_rank={0 if case == 'also_without_rank' else 2}")]]
     capsys.readouterr()
     with pytest.raises(SystemExit) as e:
         (convert if case in ("export_unmerged", "merge_plain") else train).main(argv)
     err = capsys.readouterr().err
     words = {"export_unmerged": "merge-lora", "merge_plain": "no LoRA adapters", "no_match": "matches no kernel",
-             "bad_regex": "not a valid regular expression", "with_freeze": "LoRA already freezes"}[case]
+             "bad_regex": "not a valid regular expression", "with_freeze": "LoRA already freezes",
+             "also_no_match": "lora_also_train='^nothing$' matches no parameter",
+             "also_without_rank": "optimizer.lora_rank is 0"}[case]
     assert e.value.code == 2 and err.strip().splitlines()[-1].startswith("error: ") and words in err, err
     assert not (tmp_path / "out").exists()

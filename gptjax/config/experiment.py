@@ -108,6 +108,9 @@ class Optimizer:
     lora_rank: int = field(0, NON_NEGATIVE)
     lora_alpha: float = field(16.0, POSITIVE)
     lora_targets: str = r"(attn|mlp)/.*(kernel|weight)$"  # the attention and MLP projections
+    # regex over parameter paths trained in full beside the adapters (PEFT's modules_to_save; "(bias|scale)$":
+    # every bias and norm, BitFit's few parameters); empty: the adapters alone
+    lora_also_train: str = ""
     # a moving average of the parameters (gptjax/train/ema.py), evaluated and restored in their place; 0: none
     ema_decay: float = field(0.0, UNIT_OPEN)
 
@@ -176,6 +179,9 @@ class Experiment:
         if o.lora_rank and o.ema_decay:
             raise ConfigError("optimizer.ema_decay with optimizer.lora_rank > 0: an average of every parameter "
                               "would undo LoRA's small optimizer state; set optimizer.ema_decay=0")
+        if o.lora_also_train and not o.lora_rank:
+            raise ConfigError("optimizer.lora_also_train is set but optimizer.lora_rank is 0: it names what trains "
+                              "beside LoRA's adapters; set optimizer.lora_rank > 0, or use optimizer.freeze")
         if o.lora_rank and not o.lora_targets:
             raise ConfigError("optimizer.lora_targets is empty: give a regex over parameter paths")
         if t.distill_from and self.model.loss_chunk:
@@ -212,7 +218,7 @@ class Experiment:
         if t.batch_size % self.optimizer.grad_accum:
             raise ConfigError(f"train.batch_size={t.batch_size} is not divisible by "
                               f"optimizer.grad_accum={self.optimizer.grad_accum}")
-        for key in ("freeze", "lora_targets"):
+        for key in ("freeze", "lora_targets", "lora_also_train"):
             try:
                 re.compile(getattr(self.optimizer, key))
             except re.error as e:

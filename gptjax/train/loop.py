@@ -22,13 +22,14 @@ from gptjax.cli import doing
 from gptjax.data.build import build_data
 from gptjax.errors import ConfigError
 from gptjax.model import flops
+from gptjax.model.weights import path_text
 from gptjax.parallel.mesh import batch_process_slice
 from gptjax.train import ema
 from gptjax.train.checkpoint import (Checkpointer, Saver, load_params, merge_params, param_matches,
                                      restore_newest)
 from gptjax.train.distill import check_teacher, load_teacher
 from gptjax.train.guards import Guards, PreemptionWatch
-from gptjax.train.lora import is_adapter
+from gptjax.train.lora import is_adapter, lora_trains
 from gptjax.train.metrics import RunLog
 from gptjax.train.restore import quantization
 from gptjax.train.setup import assemble, fingerprint, newline_id, run_mesh, same_fingerprint
@@ -88,7 +89,7 @@ def run(exp, workdir, *, force: bool = False, progress: bool = True, stop_after:
         state, start = initial_state(run_, ckpt, init_params)
     log.info("model: %s parameters; compile %.1fs; mesh %s",
              f"{sum(int(np.prod(x.shape)) for x in jax.tree.leaves(state.params)):,}", run_.compile_s, dict(mesh.shape))
-    log.info("%s", footprint(state))
+    log.info("%s", footprint(state, exp.optimizer.lora_also_train))
     if start >= t.steps:  # finished: leave the workdir as it is
         ckpt.close()
         return RunResult(state, spec, data, {}, None, 0.0, start_step=start)
@@ -156,9 +157,11 @@ def teacher_of(exp, data, mesh):
         return load_teacher(exp, check_teacher(exp, data.tokenizer, data.vocab_size), mesh)
 
 
-def footprint(state) -> str:
+def footprint(state, also: str = "") -> str:
     """How many parameters train, and the optimizer state's size: what LoRA and freezing save."""
-    trained = [v for k, v in jax.tree_util.tree_leaves_with_path(state.params) if is_adapter(jax.tree_util.keystr(k))]
+    leaves = jax.tree_util.tree_leaves_with_path(state.params)
+    trained = [v for k, v in leaves if is_adapter(path_text(k))]
+    trained = trained and [v for k, v in leaves if lora_trains(path_text(k), also)]
     total = sum(int(np.prod(x.shape)) for x in jax.tree.leaves(state.params))
     n = sum(int(np.prod(x.shape)) for x in trained)
     opt = sum(x.nbytes for x in jax.tree.leaves(state.opt_state) if hasattr(x, "nbytes"))

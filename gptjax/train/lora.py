@@ -6,7 +6,9 @@ the kernel's input axes and `<name>_lora_b` over its output axes, and the model 
 W + (lora_alpha / r) * A @ B, arranged in W's own layout (gptjax/model/weights.py says which
 axes are inputs). B starts at zero, so step 0 is the base model exactly. The optimizer trains
 the adapters alone (gptjax/train/optim.py: optax.multi_transform), so its state holds no
-moments of the base weights, and those stay bit-identical. `merge` folds the adapters in.
+moments of the base weights, and those stay bit-identical; `optimizer.lora_also_train` (a regex,
+as PEFT's modules_to_save) names base parameters that train in full beside them, e.g. every bias
+and norm. `merge` folds the adapters in.
 
 Written here rather than with qwix's LoraProvider: that one attaches adapters by module path
 to each matmul it intercepts, and it cannot tell our weights from activations (see
@@ -32,6 +34,12 @@ ADAPTER = re.compile(r"_lora_[ab]\W*$")
 def is_adapter(path: str) -> bool:
     """Whether a parameter path (or jax keystr) names a LoRA factor."""
     return bool(ADAPTER.search(path))
+
+
+def lora_trains(path: str, also: str = "") -> bool:
+    """Whether a LoRA run trains the parameter at `path`: an adapter, or one `also`
+    (optimizer.lora_also_train) matches."""
+    return is_adapter(path) or bool(also and re.search(also, path))
 
 
 def _split(shape, stacked, inputs):
@@ -86,6 +94,12 @@ def add_adapters(params, cfg, rng):
             params, is_leaf=lambda x: isinstance(x, nn.Partitioned))) if weight_axes(p, len(nn.meta.unbox(leaf).shape)))
         raise ConfigError(f"optimizer.lora_targets={cfg.lora_targets!r} matches no kernel; kernel paths here: "
                           f"{', '.join(kernels[:6])}{' ...' if len(kernels) > 6 else ''}")
+    also = getattr(cfg, "lora_also_train", "")
+    if also and not any(re.search(also, path_text(k)) for k, _ in jax.tree_util.tree_leaves_with_path(
+            params, is_leaf=lambda x: isinstance(x, nn.Partitioned))):
+        some = [path_text(k) for k, _ in jax.tree_util.tree_leaves_with_path(
+            params, is_leaf=lambda x: isinstance(x, nn.Partitioned))][:6]
+        raise ConfigError(f"optimizer.lora_also_train={also!r} matches no parameter; paths here: {', '.join(some)} ...")
     keys = dict(zip(sorted(chosen), jax.random.split(jax.random.fold_in(rng, 0x10A), len(chosen))))
 
     def fn(path, name, parent, out):

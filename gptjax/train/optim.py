@@ -10,7 +10,7 @@ import optax
 from gptjax.errors import ConfigError
 from gptjax.model.weights import path_text
 from gptjax.train.ema import with_param_ema
-from gptjax.train.lora import is_adapter
+from gptjax.train.lora import lora_trains
 
 
 def decay_mask(params):
@@ -55,7 +55,7 @@ def make_optimizer(opt_cfg, schedule_cfg, total_steps: int):
     if getattr(opt_cfg, "freeze", ""):
         tx = freeze(tx, opt_cfg.freeze)
     if getattr(opt_cfg, "lora_rank", 0):
-        tx = train_only_adapters(tx)
+        tx = train_only_adapters(tx, getattr(opt_cfg, "lora_also_train", ""))
     if getattr(opt_cfg, "ema_decay", 0.0):
         tx = with_param_ema(tx, opt_cfg.ema_decay)
     return tx, schedule
@@ -72,9 +72,10 @@ def freeze(tx, pattern: str):
     return freeze_where(tx, lambda path: bool(regex.search(path)), f"optimizer.freeze={pattern!r}")
 
 
-def train_only_adapters(tx):
-    """LoRA: the adapters get `tx`, every other parameter zero updates (gptjax/train/lora.py)."""
-    return freeze_where(tx, lambda path: not is_adapter(path), "LoRA's frozen set (all but the adapters)")
+def train_only_adapters(tx, also: str = ""):
+    """LoRA: the adapters (and the parameters `also` matches) get `tx`, every other one zero updates
+    (gptjax/train/lora.py)."""
+    return freeze_where(tx, lambda path: not lora_trains(path, also), "LoRA's frozen set (all but the adapters)")
 
 
 def freeze_where(tx, frozen, what: str):

@@ -95,11 +95,12 @@ def add_adapters(params, cfg, rng):
         raise ConfigError(f"optimizer.lora_targets={cfg.lora_targets!r} matches no kernel; kernel paths here: "
                           f"{', '.join(kernels[:6])}{' ...' if len(kernels) > 6 else ''}")
     also = getattr(cfg, "lora_also_train", "")
-    if also and not any(re.search(also, path_text(k)) for k, _ in jax.tree_util.tree_leaves_with_path(
-            params, is_leaf=lambda x: isinstance(x, nn.Partitioned))):
-        some = [path_text(k) for k, _ in jax.tree_util.tree_leaves_with_path(
-            params, is_leaf=lambda x: isinstance(x, nn.Partitioned))][:6]
-        raise ConfigError(f"optimizer.lora_also_train={also!r} matches no parameter; paths here: {', '.join(some)} ...")
+    if also:
+        paths = [path_text(k) for k, _ in jax.tree_util.tree_leaves_with_path(
+            params, is_leaf=lambda x: isinstance(x, nn.Partitioned))]
+        if not any(re.search(also, p) for p in paths):
+            raise ConfigError(f"optimizer.lora_also_train={also!r} matches no parameter; paths here: "
+                              f"{', '.join(paths[:6])} ...")
     keys = dict(zip(sorted(chosen), jax.random.split(jax.random.fold_in(rng, 0x10A), len(chosen))))
 
     def fn(path, name, parent, out):

@@ -11,9 +11,9 @@ on the held-out phrases over 1000 (accuracy 0.8015 against 0.765, loss 0.0465 ag
   python scripts/evaluate.py --workdir runs/sst2_lora --task sentiment --data $GPTJAX_DATA_DIR/sst2/dev.tsv
   python scripts/convert.py merge-lora --workdir runs/sst2_lora --out runs/sst2_lora_merged
 Measured (2-core CPU, 2171 s, docs/efficiency.md): dev accuracy 0.773 (0.781 by log-likelihood)
-against 0.757 for full fine-tuning for the same 2000 steps (0.740 at its own 1000); on the held-out phrases 0.8015 against
-0.839, 3.8 points below, though held-out loss is within 0.006 nats (0.0465, 0.0407). Adam's state
-is 0.44 MiB against 24.86 MiB.
+against 0.757 for full fine-tuning for the same 2000 steps (0.740 at its own 1000); on the
+held-out phrases 0.8015 against 0.839, 3.8 points below, though held-out loss is within 0.006 nats
+(0.0465, 0.0407). Adam's state is 0.44 MiB against 24.86 MiB.
 """
 from gptjax.config import Experiment, Mesh, ModelSpec, Optimizer, Schedule, TaskData, Train
 

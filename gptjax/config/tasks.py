@@ -50,6 +50,13 @@ class TaskData:
     augment_copies: int = field(0, NON_NEGATIVE)
     permute: str = ""  # classes of interchangeable words: 'Mary John Sandra; kitchen garden office'
     augment_groups: str = ""  # which groups (bAbI task numbers) are copied: '1-19', '1,3,5'; empty: all
+    # qa: the answer written as the stories write their words, " bedroom" (true), or bare after the prompt's
+    # newline, "bedroom" (false; SentencePiece then splits it into pieces the stories never hold)
+    answer_space: bool = True
+    # a curriculum: the first `first_steps` steps train on the groups in `first_groups` only ('1' or '1-3'),
+    # the steps after on every group (gptjax/data/task_pipeline.py)
+    first_groups: str = ""
+    first_steps: int = field(0, NON_NEGATIVE)
     data_dir: str = ""  # TFDS data dir; empty: the gptjax cache
     kind: str = "task"
 
@@ -73,8 +80,19 @@ class TaskData:
         if self.augment_copies and not self.permute.strip():
             raise ConfigError(f"data.augment_copies={self.augment_copies} needs data.permute: the classes of words "
                               "to rename, e.g. 'Mary John Sandra; kitchen garden office'")
+        if not self.answer_space and self.task != "qa":
+            raise ConfigError(f"data.answer_space=false writes bAbI answers bare; data.task={self.task!r} has "
+                              "none: use it with data.task=qa, or drop it")
+        if bool(self.first_groups.strip()) != bool(self.first_steps):
+            raise ConfigError(f"data.first_groups={self.first_groups!r} and data.first_steps={self.first_steps} "
+                              "come together: the groups the first steps train on, and how many steps that is "
+                              "(e.g. data.first_groups=1 data.first_steps=500)")
+        if self.first_steps and self.first_steps >= exp.train.steps:
+            raise ConfigError(f"data.first_steps={self.first_steps} must be below train.steps={exp.train.steps}: "
+                              "the steps after it train on every group")
         self.permute_classes()  # each raises ConfigError on a malformed value
         self.augmented_groups()
+        self.first_group_set()
         if exp.media is not None:
             raise ConfigError("task data trains a text model: remove the media section")
 
@@ -97,13 +115,21 @@ class TaskData:
 
     def augmented_groups(self) -> set[int] | None:
         """data.augment_groups '1-19' or '1,2,5' as the set of groups copied; empty: None (all of them)."""
-        if not self.augment_groups.strip():
-            return None
-        out: set[int] = set()
-        for part in self.augment_groups.split(","):
-            lo, _, hi = part.strip().partition("-")
-            if not lo.isdigit() or (hi and not hi.isdigit()) or int(hi or lo) < int(lo):
-                raise ConfigError(f"data.augment_groups={self.augment_groups!r}: expected group numbers and "
-                                  "ranges, such as '1-19' or '1,3,5'")
-            out.update(range(int(lo), int(hi or lo) + 1))
-        return out
+        return group_set("augment_groups", self.augment_groups)
+
+    def first_group_set(self) -> set[int] | None:
+        """data.first_groups as a set of group numbers; empty: None (no curriculum)."""
+        return group_set("first_groups", self.first_groups)
+
+
+def group_set(key: str, value: str) -> set[int] | None:
+    """Group numbers and ranges, '1-19' or '1,3,5', as a set; empty: None."""
+    if not value.strip():
+        return None
+    out: set[int] = set()
+    for part in value.split(","):
+        lo, _, hi = part.strip().partition("-")
+        if not lo.isdigit() or (hi and not hi.isdigit()) or int(hi or lo) < int(lo):
+            raise ConfigError(f"data.{key}={value!r}: expected group numbers and ranges, such as '1-19' or '1,3,5'")
+        out.update(range(int(lo), int(hi or lo) + 1))
+    return out

@@ -18,7 +18,7 @@ def format_prompt(task: str, source: str) -> str:
     return source if task == "jsonl" else source + "\n"
 
 
-def format_example(task: str, example) -> tuple[str, str]:
-    """(prompt, target) text of a TaskExample."""
-    target = " " + example.target if task == "qa" else example.target
+def format_example(task: str, example, answer_space: bool = True) -> tuple[str, str]:
+    """(prompt, target) text of a TaskExample; `answer_space` (data.answer_space) opens a bAbI answer with a space."""
+    target = " " + example.target if task == "qa" and answer_space else example.target
     return format_prompt(task, example.source), target

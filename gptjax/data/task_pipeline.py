@@ -11,6 +11,9 @@ Training row `r` (of an endless stream) comes from epoch e's packing: the
 examples shuffled by (seed, e), then laid into rows in that order. Batch `s`
 is rows s*B .. s*B+B-1, so a resumed run at step s sees what an uninterrupted
 one would have. Evaluation rows pack the validation split in its own order.
+With a curriculum (data.first_groups, data.first_steps), the first first_steps*B
+rows come from a stream of their own over those groups' examples, and the
+full stream starts after them at its own row 0.
 
 Packing is written here rather than taken from grain: grain's packers work on
 iterators whose state a run would have to checkpoint, while here the data
@@ -50,8 +53,16 @@ class TaskLMData(BatchSource):
         self.examples = {split: self._encode(split) for split in self.records}
         for split, ex in self.examples.items():
             self.warn_if_cut(split, ex["lengths"])
-        self._epochs: list[tuple] = []  # (order, row offsets) of each training epoch laid out so far
-        self._epoch_starts = [0]  # the first global row of each epoch
+        self._full = _RowStream(self, np.arange(len(self.examples["train"]["lengths"])), (seed,))
+        first = cfg.first_group_set()
+        self._first = None
+        if first:
+            pool = np.flatnonzero(np.isin(self.examples["train"]["groups"], sorted(first)))
+            if not len(pool):
+                held = sorted(set(self.examples["train"]["groups"].tolist()))
+                raise DataError(f"data.first_groups={cfg.first_groups!r}: no training example is in these groups "
+                                f"(the training split holds groups {held})")
+            self._first = _RowStream(self, pool, (seed, 1, 0))  # (seed, 1, 0): not any full-stream epoch's key
 
     # ---- tokens -----------------------------------------------------------------
 
@@ -129,20 +140,10 @@ class TaskLMData(BatchSource):
             used += n
         return np.asarray(starts + [len(order)], np.int64)
 
-    def _epoch(self, e: int) -> tuple[np.ndarray, np.ndarray]:
-        """(example order, row start offsets) of training epoch e."""
-        order = np.random.default_rng([self.seed, e]).permutation(len(self.examples["train"]["lengths"]))
-        return order, self._pack("train", order)
-
-    def _train_row(self, r: int) -> list[int]:
-        """Example indices of global training row r."""
-        while self._epoch_starts[-1] <= r:  # lay out epochs as far as needed (each once)
-            self._epochs.append(self._epoch(len(self._epochs)))
-            self._epoch_starts.append(self._epoch_starts[-1] + len(self._epochs[-1][1]) - 1)
-        e = bisect.bisect_right(self._epoch_starts, r) - 1
-        order, rows = self._epochs[e]
-        i = r - self._epoch_starts[e]
-        return order[rows[i]:rows[i + 1]].tolist()
+    def _train_row(self, r: int, global_batch: int) -> list[int]:
+        """Example indices of global training row r (batches of `global_batch` rows)."""
+        first_rows = self.cfg.first_steps * global_batch if self._first else 0
+        return self._first.row(r) if r < first_rows else self._full.row(r - first_rows)
 
     def row(self, split: str, examples: list[int], prompt_loss: float = 0.0) -> dict[str, np.ndarray]:
         """One packed row of `examples`: inputs, targets, loss_mask, segment_ids, positions (length L), and
@@ -181,7 +182,7 @@ class TaskLMData(BatchSource):
         first = process_index * local  # this process's rows within each global batch
         steps = grain.MapDataset.range(start_step, 2 ** 62)
         return self.read(steps.map(lambda s: self._batch(
-            "train", [self._train_row(s * global_batch + first + j) for j in range(local)])))
+            "train", [self._train_row(s * global_batch + first + j, global_batch) for j in range(local)])))
 
     def eval_batches(self, global_batch: int, num_batches: int | None = None, process_index: int = 0,
                      process_count: int = 1):
@@ -198,3 +199,22 @@ class TaskLMData(BatchSource):
     def __repr__(self) -> str:
         return (f"TaskLMData({self.cfg.task}, vocab={self.vocab_size}, seq_len={self.seq_len}, "
                 f"train={len(self.examples['train']['lengths'])} examples)")
+
+
+class _RowStream:
+    """Endless packed training rows over the examples in `pool`: epoch e shuffles them by (*key, e)."""
+
+    def __init__(self, data: TaskLMData, pool: np.ndarray, key: tuple):
+        self.data, self.pool, self.key = data, pool, key
+        self.epochs: list[tuple] = []  # (order, row offsets) of each epoch laid out so far
+        self.starts = [0]  # the first row of each epoch
+
+    def row(self, r: int) -> list[int]:
+        while self.starts[-1] <= r:  # lay out epochs as far as needed (each once)
+            order = self.pool[np.random.default_rng([*self.key, len(self.epochs)]).permutation(len(self.pool))]
+            self.epochs.append((order, self.data._pack("train", order)))
+            self.starts.append(self.starts[-1] + len(self.epochs[-1][1]) - 1)
+        e = bisect.bisect_right(self.starts, r) - 1
+        order, rows = self.epochs[e]
+        i = r - self.starts[e]
+        return order[rows[i]:rows[i + 1]].tolist()

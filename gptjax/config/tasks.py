@@ -54,7 +54,8 @@ class TaskData:
     # newline, "bedroom" (false; SentencePiece then splits it into pieces the stories never hold)
     answer_space: bool = True
     # a curriculum: the first `first_steps` steps train on the groups in `first_groups` only ('1' or '1-3'),
-    # the steps after on every group (gptjax/data/task_pipeline.py)
+    # the steps after on every group; stages separated by ';' ('1; 1-3') take `first_steps` steps each, in
+    # turn (gptjax/data/task_pipeline.py)
     first_groups: str = ""
     first_steps: int = field(0, NON_NEGATIVE)
     data_dir: str = ""  # TFDS data dir; empty: the gptjax cache
@@ -87,12 +88,13 @@ class TaskData:
             raise ConfigError(f"data.first_groups={self.first_groups!r} and data.first_steps={self.first_steps} "
                               "come together: the groups the first steps train on, and how many steps that is "
                               "(e.g. data.first_groups=1 data.first_steps=500)")
-        if self.first_steps and self.first_steps >= exp.train.steps:
-            raise ConfigError(f"data.first_steps={self.first_steps} must be below train.steps={exp.train.steps}: "
-                              "the steps after it train on every group")
+        stages = self.first_stages()  # raises ConfigError on a malformed value
+        if self.first_steps and self.first_steps * len(stages) >= exp.train.steps:
+            each = f" ({len(stages)} stages x {self.first_steps} steps)" if len(stages) > 1 else ""
+            raise ConfigError(f"data.first_steps={self.first_steps}{each} must be below "
+                              f"train.steps={exp.train.steps}: the steps after the curriculum train on every group")
         self.permute_classes()  # each raises ConfigError on a malformed value
         self.augmented_groups()
-        self.first_group_set()
         if exp.media is not None:
             raise ConfigError("task data trains a text model: remove the media section")
 
@@ -117,9 +119,15 @@ class TaskData:
         """data.augment_groups '1-19' or '1,2,5' as the set of groups copied; empty: None (all of them)."""
         return group_set("augment_groups", self.augment_groups)
 
-    def first_group_set(self) -> set[int] | None:
-        """data.first_groups as a set of group numbers; empty: None (no curriculum)."""
-        return group_set("first_groups", self.first_groups)
+    def first_stages(self) -> list[set[int]]:
+        """data.first_groups as one set of group numbers per stage ('1; 1-3' -> [{1}, {1, 2, 3}]); empty: []."""
+        if not self.first_groups.strip():
+            return []
+        parts = self.first_groups.split(";")
+        if any(not p.strip() for p in parts):
+            raise ConfigError(f"data.first_groups={self.first_groups!r} has an empty stage: stages are separated "
+                              "by ';' and each names groups, such as '1; 1-3'")
+        return [group_set("first_groups", p) for p in parts]
 
 
 def group_set(key: str, value: str) -> set[int] | None:

@@ -12,8 +12,9 @@ examples shuffled by (seed, e), then laid into rows in that order. Batch `s`
 is rows s*B .. s*B+B-1, so a resumed run at step s sees what an uninterrupted
 one would have. Evaluation rows pack the validation split in its own order.
 With a curriculum (data.first_groups, data.first_steps), the first first_steps*B
-rows come from a stream of their own over those groups' examples, and the
-full stream starts after them at its own row 0.
+rows come from a stream of their own over those groups' examples (each stage of
+'1; 1-3' the next first_steps*B rows from its own), and the full stream starts
+after them at its own row 0.
 
 Packing is written here rather than taken from grain: grain's packers work on
 iterators whose state a run would have to checkpoint, while here the data
@@ -54,15 +55,14 @@ class TaskLMData(BatchSource):
         for split, ex in self.examples.items():
             self.warn_if_cut(split, ex["lengths"])
         self._full = _RowStream(self, np.arange(len(self.examples["train"]["lengths"])), (seed,))
-        first = cfg.first_group_set()
-        self._first = None
-        if first:
-            pool = np.flatnonzero(np.isin(self.examples["train"]["groups"], sorted(first)))
+        self._stages = []  # the curriculum's streams, one per stage of data.first_groups
+        for k, groups in enumerate(cfg.first_stages()):
+            pool = np.flatnonzero(np.isin(self.examples["train"]["groups"], sorted(groups)))
             if not len(pool):
                 held = sorted(set(self.examples["train"]["groups"].tolist()))
-                raise DataError(f"data.first_groups={cfg.first_groups!r}: no training example is in these groups "
-                                f"(the training split holds groups {held})")
-            self._first = _RowStream(self, pool, (seed, 1, 0))  # (seed, 1, 0): not any full-stream epoch's key
+                raise DataError(f"data.first_groups={cfg.first_groups!r}: no training example is in groups "
+                                f"{sorted(groups)} (the training split holds groups {held})")
+            self._stages.append(_RowStream(self, pool, (seed, 1, k)))  # (seed, 1, k): no full-stream epoch's key
 
     # ---- tokens -----------------------------------------------------------------
 
@@ -142,8 +142,10 @@ class TaskLMData(BatchSource):
 
     def _train_row(self, r: int, global_batch: int) -> list[int]:
         """Example indices of global training row r (batches of `global_batch` rows)."""
-        first_rows = self.cfg.first_steps * global_batch if self._first else 0
-        return self._first.row(r) if r < first_rows else self._full.row(r - first_rows)
+        stage_rows = self.cfg.first_steps * global_batch
+        if r < stage_rows * len(self._stages):
+            return self._stages[r // stage_rows].row(r % stage_rows)
+        return self._full.row(r - stage_rows * len(self._stages))
 
     def row(self, split: str, examples: list[int], prompt_loss: float = 0.0) -> dict[str, np.ndarray]:
         """One packed row of `examples`: inputs, targets, loss_mask, segment_ids, positions (length L), and

@@ -53,6 +53,10 @@ class TaskData:
     # qa: the answer written as the stories write their words, " bedroom" (true), or bare after the prompt's
     # newline, "bedroom" (false; SentencePiece then splits it into pieces the stories never hold)
     answer_space: bool = True
+    # qa: the target is the story lines the answer rests on (the files' supporting ids), one per line, then
+    # the answer: strong supervision, as Weston et al.'s Memory Networks trained with; scoring reads the
+    # answer from the generated text's last line (gptjax/data/task_formats.py)
+    supporting_facts: bool = False
     # a curriculum: the first `first_steps` steps train on the groups in `first_groups` only ('1' or '1-3'),
     # the steps after on every group; stages separated by ';' ('1; 1-3') take `first_steps` steps each, in
     # turn (gptjax/data/task_pipeline.py)
@@ -84,6 +88,9 @@ class TaskData:
         if not self.answer_space and self.task != "qa":
             raise ConfigError(f"data.answer_space=false writes bAbI answers bare; data.task={self.task!r} has "
                               "none: use it with data.task=qa, or drop it")
+        if self.supporting_facts and self.task != "qa":
+            raise ConfigError(f"data.supporting_facts=true writes bAbI's supporting lines before the answer; "
+                              f"data.task={self.task!r} has none: use it with data.task=qa, or drop it")
         if bool(self.first_groups.strip()) != bool(self.first_steps):
             raise ConfigError(f"data.first_groups={self.first_groups!r} and data.first_steps={self.first_steps} "
                               "come together: the groups the first steps train on, and how many steps that is "

@@ -36,5 +36,6 @@ def permuted_copies(examples: list, classes: list[list[str]], copies: int, group
                 continue
             mapping = {w: c[j] for c in classes for w, j in zip(c, rng.permutation(len(c)))}
             rename = lambda text: pattern.sub(lambda m: mapping[m.group(1)], text)  # noqa: E731
-            out.append(dataclasses.replace(ex, source=rename(ex.source), target=rename(ex.target)))
+            out.append(dataclasses.replace(ex, source=rename(ex.source), target=rename(ex.target),
+                                           support=tuple(map(rename, ex.support))))
     return out

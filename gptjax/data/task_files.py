@@ -29,6 +29,7 @@ class TaskExample:
     target: str  # translation, label word, answer
     group: int = 0  # bAbI task number (1..20); the label index for sentiment; 0 otherwise
     story: int = -1  # bAbI: the story it belongs to (validation questions are held out by story)
+    support: tuple[str, ...] = ()  # bAbI: the story lines the answer rests on, in the file's order
 
 
 def _open_text(path: pathlib.Path) -> list[str]:
@@ -107,12 +108,13 @@ def read_babi(path, context_lines: int = 0, line_ages: bool = False) -> list[Tas
     if not path.is_file():
         _missing(path, "a bAbI file or a folder of qaN_*.txt files")
     task, out, story, n_story, last = babi_task_number(path), [], [], 0, 0
+    by_number: dict[int, str] = {}  # this story's lines by their ID (questions are numbered too)
     for i, line in enumerate(_open_text(path), 1):
         number, _, rest = line.strip().partition(" ")
         if not number.isdigit() or not rest:
             raise DataError(f"{path}:{i}: expected 'ID text' (a numbered story line or question), got {line[:80]!r}")
         if int(number) <= last:  # numbering restarts: a new story
-            story, n_story = [], n_story + 1
+            story, n_story, by_number = [], n_story + 1, {}
         last = int(number)
         if "\t" in rest:
             fields = rest.split("\t")
@@ -121,9 +123,15 @@ def read_babi(path, context_lines: int = 0, line_ages: bool = False) -> list[Tas
             context = story[-context_lines:] if context_lines else story
             if line_ages:
                 context = [f"{len(context) - j} {text}" for j, text in enumerate(context)]
-            out.append(TaskExample("\n".join(context + [fields[0].strip()]), fields[1].strip(), task, n_story))
+            support = fields[2].split() if len(fields) > 2 else []
+            if not all(n.isdigit() and int(n) in by_number for n in support):
+                raise DataError(f"{path}:{i}: supporting ids {fields[2].strip()!r} must be numbers of this story's "
+                                f"lines before the question")
+            out.append(TaskExample("\n".join(context + [fields[0].strip()]), fields[1].strip(), task, n_story,
+                                   tuple(by_number[int(n)] for n in support)))
         else:
             story.append(rest.strip())
+            by_number[int(number)] = rest.strip()
     if not out:
         raise DataError(f"{path} holds no questions (lines with a TAB-separated answer)")
     return out

@@ -19,7 +19,7 @@ import jax
 import numpy as np
 
 from gptjax.data import task_files
-from gptjax.data.task_formats import format_prompt
+from gptjax.data.task_formats import answer_of, format_prompt
 from gptjax.errors import ConfigError
 from gptjax.model.beam import beam_search
 from gptjax.model.decode import decode
@@ -33,14 +33,16 @@ TEXT_TASKS = ("translate", "sentiment", "qa", "jsonl")
 HELD_OUT = "<held-out validation split>"  # `run(data=HELD_OUT)`: the run's own, not a file
 MAX_NEW = {"translate": 80, "sentiment": 4, "qa": 8, "jsonl": 64}  # subword pieces
 MAX_NEW_CHARS = {"translate": 400, "sentiment": 16, "qa": 48, "jsonl": 256}  # one token per character or byte
+SUPPORT_BUDGET = (64, 256)  # qa with data.supporting_facts: up to three story lines before the answer
 CHARACTER_TOKENIZERS = ("char", "byte")
 
 
-def answer_budget(task: str, tokenizer) -> int:
-    """How many tokens an answer may take: the task's budget in the tokenizer's own unit, and for
-    sentiment never fewer than the longest label word and its <eos>."""
-    table = MAX_NEW_CHARS if tokenizer.name in CHARACTER_TOKENIZERS else MAX_NEW
-    n = table[task]
+def answer_budget(task: str, tokenizer, supporting_facts: bool = False) -> int:
+    """How many tokens an answer may take: the task's budget in the tokenizer's own unit (for qa with
+    supporting lines, room for them too), and for sentiment never fewer than the longest label word and its <eos>."""
+    characters = tokenizer.name in CHARACTER_TOKENIZERS
+    table = MAX_NEW_CHARS if characters else MAX_NEW
+    n = SUPPORT_BUDGET[characters] if task == "qa" and supporting_facts else table[task]
     if task == "sentiment":
         n = max(n, 1 + max(len(tokenizer.encode(label)) for label in task_files.SENTIMENT_LABELS))
     return n
@@ -120,7 +122,8 @@ def score(task: str, exp, params, tokenizer, examples, beam: int, alpha: float) 
     refs = [ex.target for ex in examples]
     t0 = time.time()
     prefix = exp.data.attention == "prefix"
-    n_new = answer_budget(task, tokenizer)
+    supporting = exp.data.supporting_facts
+    n_new = answer_budget(task, tokenizer, supporting)
     hyps = generate_answers(params, exp.model, tokenizer, prompts, n_new, beam, alpha, prefix=prefix)
     window = prompt_window(exp.model, n_new)
     cut = sum(len(tokenizer.encode(p)) > window for p in prompts)  # these lost their oldest tokens
@@ -129,7 +132,8 @@ def score(task: str, exp, params, tokenizer, examples, beam: int, alpha: float) 
     if task == "translate":
         result.update(translation_scores(hyps, refs))
     elif task == "qa":
-        result.update(babi_scores(hyps, refs, [ex.group for ex in examples]))
+        answers = [answer_of(h, supporting) for h in hyps]
+        result.update(babi_scores(answers, refs, [ex.group for ex in examples]))
     else:
         result.update(accuracy(hyps, refs))
         result["confusion"] = confusion(refs, [h.strip() for h in hyps])

@@ -112,9 +112,10 @@ def prepare_task(cfg):
     examples = read_splits(cfg, folder)
     examples["train"] = permuted_copies(examples["train"], cfg.permute_classes(), cfg.augment_copies,
                                         cfg.augmented_groups(), seed=cfg.split_seed)
-    splits = {name: [(*task_formats.format_example(cfg.task, ex, cfg.answer_space,
-                                                                 cfg.supporting_facts), ex.group) for ex in rows]
-              for name, rows in examples.items()}
+    def record(ex):
+        return (*task_formats.format_example(cfg.task, ex, cfg.answer_space, cfg.supporting_facts), ex.group)
+
+    splits = {name: [record(ex) for ex in rows] for name, rows in examples.items()}
     h = hashlib.sha256(repr((cfg.task, cfg.source_lang, cfg.target_lang, cfg.val_fraction, cfg.split_seed,
                              cfg.context_lines)).encode())
     for name in sorted(splits):

@@ -33,7 +33,8 @@ TEXT_TASKS = ("translate", "sentiment", "qa", "jsonl")
 HELD_OUT = "<held-out validation split>"  # `run(data=HELD_OUT)`: the run's own, not a file
 MAX_NEW = {"translate": 80, "sentiment": 4, "qa": 8, "jsonl": 64}  # subword pieces
 MAX_NEW_CHARS = {"translate": 400, "sentiment": 16, "qa": 48, "jsonl": 256}  # one token per character or byte
-SUPPORT_BUDGET = (64, 256)  # qa with data.supporting_facts: up to three story lines before the answer
+# qa with data.supporting_facts: room for the story lines written before the answer (subword pieces, characters)
+SUPPORT_BUDGET, SUPPORT_BUDGET_CHARS = 64, 256
 CHARACTER_TOKENIZERS = ("char", "byte")
 
 
@@ -42,7 +43,10 @@ def answer_budget(task: str, tokenizer, supporting_facts: bool = False) -> int:
     supporting lines, room for them too), and for sentiment never fewer than the longest label word and its <eos>."""
     characters = tokenizer.name in CHARACTER_TOKENIZERS
     table = MAX_NEW_CHARS if characters else MAX_NEW
-    n = SUPPORT_BUDGET[characters] if task == "qa" and supporting_facts else table[task]
+    if task == "qa" and supporting_facts:
+        n = SUPPORT_BUDGET_CHARS if characters else SUPPORT_BUDGET
+    else:
+        n = table[task]
     if task == "sentiment":
         n = max(n, 1 + max(len(tokenizer.encode(label)) for label in task_files.SENTIMENT_LABELS))
     return n

@@ -329,7 +329,8 @@ def copy_run(copy_task, tmp_path_factory):
     env.update(GPTJAX_CACHE_DIR=str(run.parent / "cache"))
     sets = ["data.task=jsonl", f"data.folder={copy_task}", "data.tokenizer=byte", "model.n_layer=2",
             "model.d_model=64", "model.n_head=4", "model.max_seq_len=64", "model.dropout=0",
-            "train.label_smoothing=0", "train.steps=300", "train.batch_size=16", "train.eval_every=300", "train.checkpoint_every=100", "schedule.warmup_steps=20",
+            "train.label_smoothing=0", "train.steps=300", "train.batch_size=16", "train.eval_every=300",
+            "train.checkpoint_every=100", "schedule.warmup_steps=20",
             "schedule.peak_lr=3e-3", "mesh.cpu_devices=1", "data.attention=prefix",
             "model.line_local_layers=1"]  # one-line prompts: the local layer sees each whole example
     proc = subprocess.run([sys.executable, "scripts/train.py", "experiments/translate_multi30k.py", "--workdir", str(run),

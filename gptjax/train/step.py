@@ -34,7 +34,8 @@ def cross_entropy(logits_BxLxV, targets_BxL, mask_BxL, smoothing: float = 0.0):
     against (1 - e) * one-hot + e / V, i.e. (1 - e) * CE + e * the mean over the vocabulary of -log p."""
     if smoothing:
         # -log p = lse - z, so both terms come from one logsumexp and never hold log p itself, a
-        # B x L x V array whose gradient made a smoothed step twice as slow on the CPU
+        # B x L x V array whose gradient made a smoothed step 1.5x a plain one on the CPU (optax smooths
+        # one-hot labels, a B x L x V array too)
         z = logits_BxLxV.astype(jnp.float32)
         z_target = jnp.take_along_axis(z, targets_BxL[..., None], axis=-1)[..., 0]
         losses = jax.nn.logsumexp(z, axis=-1) - (1.0 - smoothing) * z_target - smoothing * jnp.mean(z, axis=-1)

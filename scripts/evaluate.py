@@ -11,6 +11,11 @@ training held out (from its data.folder, else GPTJAX_DATA_DIR) and writes eval_<
 choose decoding settings there, not on a test set. Multimodal tasks score the run's own test
 split (and a PNG); --zero_media replaces every image / audio clip by zeros (expect chance accuracy).
 --step N scores checkpoint N instead of the newest (its results go to eval_<task>[_held_out]_stepN.*).
+--ensemble DIR [DIR ...] (text tasks) adds more runs of the same model shape, tokenizer and task format:
+their next-token probabilities are averaged with --workdir's at every step, as fairseq's ensembles do
+(gptjax/model/ensemble.py); each member's newest checkpoint is read (--step picks --workdir's), and the
+scores go to eval_<task>[_held_out]_ensembleM.* in --workdir. To train a member with the first run's
+tokenizer, copy its tokenizer/ folder into the new workdir before scripts/train.py.
 """
 import argparse
 import json
@@ -36,6 +41,8 @@ def main(argv=None):
     p.add_argument("--length_penalty", type=float, default=0.6, help="beam search: GNMT's alpha (0: none)")
     p.add_argument("--step", type=int, default=None, help="score checkpoint N (its results go to eval_<task>..."
                    "_stepN.*); default: the newest")
+    p.add_argument("--ensemble", nargs="+", default=[], metavar="DIR", help="text tasks: more run folders whose "
+                   "predictions are averaged with --workdir's")
     p.add_argument("--zero_media", action="store_true", help="ablation: images and audio replaced by zeros")
     p.add_argument("--batch_size", type=int, default=64, help="prompts decoded together")
     p.add_argument("--limit", type=int, default=0, help="score only the first N examples (0: all)")
@@ -52,14 +59,16 @@ def main(argv=None):
             top_k=(a.top_k, a.top_k >= 0, "0 (no cut) or more"), beam=(a.beam, a.beam > 0, "a positive beam size"),
             length_penalty=(a.length_penalty, a.length_penalty >= 0, "0 or more"),
             data=(a.data, bool(a.data) != a.held_out or a.task not in TEXT_TASKS,
-                  f"the examples to score for --task {a.task}, or --held_out instead (not both)"))
+                  f"the examples to score for --task {a.task}, or --held_out instead (not both)"),
+            ensemble=(" ".join(a.ensemble), not a.ensemble or a.task in TEXT_TASKS,
+                      f"a text task for an ensemble ({', '.join(TEXT_TASKS)}), not --task {a.task}"))
     logging.basicConfig(level=logging.WARNING)
     with doing(f"evaluating {a.task} on {a.workdir}"):
         if a.task in TEXT_TASKS:
             from gptjax.tasks.text_eval import HELD_OUT, run
 
             result, write = run(a.workdir, a.task, HELD_OUT if a.held_out else a.data, beam=a.beam,
-                                alpha=a.length_penalty, limit=a.limit or None, step=a.step)
+                                alpha=a.length_penalty, limit=a.limit or None, step=a.step, ensemble=a.ensemble)
         else:
             from gptjax.tasks.media_eval import run
 

@@ -384,6 +384,29 @@ def test_an_earlier_checkpoint_is_scored_into_files_of_its_own(copy_run, copy_ta
 
 
 @pytest.mark.slow
+def test_runs_are_scored_as_an_ensemble_and_a_run_with_another_tokenizer_is_refused(copy_run, copy_task, tmp_path):
+    import shutil
+
+    run, env = copy_run
+    early = tmp_path / "early"  # a second member: the same run at step 200, its newest left
+    shutil.copytree(run, early, ignore=shutil.ignore_patterns("300", "eval_*"))
+    data = copy_task / "test.jsonl"
+    proc = evaluate(run, env, "--task", "jsonl", "--data", data, "--ensemble", early, "--beam", 2)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    scores = json.loads(proc.stdout)
+    assert scores["ensemble"] == [str(run), str(early)] and scores["examples"] == 100 and scores["accuracy"] > 0.5
+    assert json.loads((run / "eval_jsonl_ensemble2.json").read_text())["accuracy"] == scores["accuracy"]
+    before = sorted(p.name for p in run.iterdir())
+    (early / "tokenizer" / "tokenizer.json").write_text(json.dumps({"kind": "char", "chars": list("abc")}))
+    bad = evaluate(run, env, "--task", "jsonl", "--data", data, "--ensemble", early)
+    assert bad.returncode == 2 and "Traceback" not in bad.stderr, bad.stderr[-2000:]
+    assert f"{early}'s tokenizer differs from {run}'s" in bad.stderr, bad.stderr
+    nothing = evaluate(run, env, "--task", "jsonl", "--data", data, "--ensemble", tmp_path / "nowhere")
+    assert nothing.returncode == 2 and "not a run folder" in nothing.stderr, nothing.stderr[-2000:]
+    assert sorted(p.name for p in run.iterdir()) == before
+
+
+@pytest.mark.slow
 @pytest.mark.parametrize("case", ["missing", "bad_line", "other_task", "no_such_step"])
 def test_evaluate_refuses_bad_data_naming_file_and_line_and_writes_nothing(copy_run, tmp_path, case):
     run, env = copy_run

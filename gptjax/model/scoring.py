@@ -15,12 +15,14 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from gptjax.model.ensemble import Ensemble
 from gptjax.model.transformer import Transformer
 
 
-@functools.partial(jax.jit, static_argnames=("spec",))
-def _token_logprobs(params, inputs_BxL, targets_BxL, segments_BxL, prefix_BxL, *, spec):
-    logits = Transformer(spec).apply({"params": params}, inputs_BxL, None, segments_BxL, prefix_BxL)
+@functools.partial(jax.jit, static_argnames=("spec", "members"))
+def _token_logprobs(params, inputs_BxL, targets_BxL, segments_BxL, prefix_BxL, *, spec, members=0):
+    model = Ensemble(Transformer(spec), members) if members else Transformer(spec)  # an ensemble gives log probs
+    logits = model.apply({"params": params}, inputs_BxL, None, segments_BxL, prefix_BxL)
     logp = jax.nn.log_softmax(logits.astype(jnp.float32), axis=-1)
     picked = jnp.take_along_axis(logp, targets_BxL[..., None], axis=-1)[..., 0]
     greedy = jnp.argmax(logits, axis=-1) == targets_BxL
@@ -32,10 +34,11 @@ def width_bucket(n: int, cap: int, step: int = 32) -> int:
     return min(cap, -(-n // step) * step)
 
 
-def loglikelihood(params, spec, requests, batch_size: int = 32, prefix_context: bool = False
+def loglikelihood(params, spec, requests, batch_size: int = 32, prefix_context: bool = False, members: int = 0
                   ) -> list[tuple[float, bool]]:
     """(log P(continuation | context), continuation is the greedy one) for each (context, continuation).
-    With `prefix_context` the context is a bidirectional prefix (a model trained with prefix attention)."""
+    With `prefix_context` the context is a bidirectional prefix (a model trained with prefix attention); with
+    `members`, `params` are that many runs' stacked and P is their ensemble's (gptjax/model/ensemble.py)."""
     out: list[tuple[float, bool]] = [None] * len(requests)
     order = sorted(range(len(requests)), key=lambda i: len(requests[i][0]) + len(requests[i][1]))
     for lo in range(0, len(order), batch_size):
@@ -57,7 +60,8 @@ def loglikelihood(params, spec, requests, batch_size: int = 32, prefix_context: 
             mask[r, n - min(n_cont, n):n] = True
             prefix[r, :n - min(n_cont, n) + 1] = prefix_context  # the context's inputs (its last one included)
         picked, greedy = (np.asarray(x) for x in _token_logprobs(params, inputs, targets, segments,
-                                                                  prefix if prefix_context else None, spec=spec))
+                                                                  prefix if prefix_context else None, spec=spec,
+                                                                  members=members))
         for r, i in enumerate(chunk):
             out[i] = (float(picked[r][mask[r]].sum()), bool(greedy[r][mask[r]].all()))
     return out

@@ -8,7 +8,8 @@ with the KV cache, greedily or by beam search, cut at <eos>:
   qa         `per_task` error, `mean_error` (a fraction), `failed_tasks` (error > 0.05)
   jsonl      `accuracy` (exact match)
 
-`run` returns the scores and a function that writes eval_<task>.json / .md next to the run.
+`run` returns the scores and a function that writes eval_<task>.json / .md next to the run; with
+`ensemble` (more run folders) the runs' averaged predictions are scored (gptjax/model/ensemble.py).
 """
 from __future__ import annotations
 
@@ -23,11 +24,12 @@ from gptjax.data.task_formats import answer_of, format_prompt
 from gptjax.errors import ConfigError
 from gptjax.model.beam import beam_search
 from gptjax.model.decode import decode
+from gptjax.model.ensemble import Ensemble
 from gptjax.model.scoring import loglikelihood, width_bucket
 from gptjax.model.transformer import Transformer
 from gptjax.tasks.metrics import accuracy, babi_scores, confusion, translation_scores
 from gptjax.tasks.result_files import scores_stem, write_scores
-from gptjax.train.restore import load_run
+from gptjax.train.restore import load_ensemble, load_run
 
 TEXT_TASKS = ("translate", "sentiment", "qa", "jsonl")
 HELD_OUT = "<held-out validation split>"  # `run(data=HELD_OUT)`: the run's own, not a file
@@ -90,12 +92,16 @@ def prompt_window(spec, n_new: int) -> int:
 
 
 def generate_answers(params, spec, tokenizer, prompts: list[str], n_new: int, beam: int = 1, alpha: float = 0.6,
-                     batch_size: int = 64, prefix: bool = False) -> list[str]:
+                     batch_size: int = 64, prefix: bool = False, members: int = 0) -> list[str]:
     """Decoded answers to `prompts` (greedy with beam 1), each cut at <eos>; up to `n_new` tokens each, fewer
-    where a long prompt leaves less of the context window."""
+    where a long prompt leaves less of the context window. With `members`, `params` are that many runs'
+    stacked (gptjax/model/ensemble.py) and their averaged predictions decode."""
     ids = [tokenizer.encode(p)[-prompt_window(spec, n_new):] for p in prompts]  # oldest context goes first
     order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
     model, answers = Transformer(spec, decode=True), [""] * len(ids)
+    if members:
+        model = Ensemble(model, members)
+    batch_axis = (1 if spec.scan_layers else 0) + (1 if members else 0)  # of the cache's arrays
     for lo in range(0, len(order), batch_size):
         chunk = order[lo:lo + batch_size]
         rows = [ids[i] for i in chunk] + [ids[chunk[-1]]] * (batch_size - len(chunk))  # one shape per width
@@ -103,7 +109,7 @@ def generate_answers(params, spec, tokenizer, prompts: list[str], n_new: int, be
         n = min(n_new, spec.max_seq_len - batch["inputs"].shape[1])
         if beam > 1:
             out, _ = beam_search(params, batch, model=model, n_new=n, beam=beam, eos_id=tokenizer.eos_id,
-                                 alpha=alpha, batch_axis=1 if spec.scan_layers else 0)
+                                 alpha=alpha, batch_axis=batch_axis)
         else:
             out = decode(params, batch, jax.random.key(0), model=model, n_new=n)
         for r, i in enumerate(chunk):
@@ -113,22 +119,23 @@ def generate_answers(params, spec, tokenizer, prompts: list[str], n_new: int, be
 
 
 def label_by_likelihood(params, spec, tokenizer, prompts, labels=task_files.SENTIMENT_LABELS,
-                        prefix: bool = False) -> list[str]:
+                        prefix: bool = False, members: int = 0) -> list[str]:
     """The label word whose tokens (and <eos>) are likeliest after each prompt."""
     requests = [(tokenizer.encode(p), tokenizer.encode(label) + [tokenizer.eos_id]) for p in prompts for label in labels]
-    scores = np.asarray([s for s, _ in loglikelihood(params, spec, requests, prefix_context=prefix)])
+    scores = loglikelihood(params, spec, requests, prefix_context=prefix, members=members)
+    scores = np.asarray([s for s, _ in scores])
     scores = scores.reshape(len(prompts), len(labels))
     return [labels[i] for i in scores.argmax(axis=1)]
 
 
-def score(task: str, exp, params, tokenizer, examples, beam: int, alpha: float) -> dict:
+def score(task: str, exp, params, tokenizer, examples, beam: int, alpha: float, members: int = 0) -> dict:
     prompts = [format_prompt(task, ex.source) for ex in examples]
     refs = [ex.target for ex in examples]
     t0 = time.time()
     prefix = exp.data.attention == "prefix"
     supporting = exp.data.supporting_facts
     n_new = answer_budget(task, tokenizer, supporting)
-    hyps = generate_answers(params, exp.model, tokenizer, prompts, n_new, beam, alpha, prefix=prefix)
+    hyps = generate_answers(params, exp.model, tokenizer, prompts, n_new, beam, alpha, prefix=prefix, members=members)
     window = prompt_window(exp.model, n_new)
     cut = sum(len(tokenizer.encode(p)) > window for p in prompts)  # these lost their oldest tokens
     result = {"task": task, "examples": len(examples), "prompts_cut": cut, "beam": beam,
@@ -142,7 +149,7 @@ def score(task: str, exp, params, tokenizer, examples, beam: int, alpha: float) 
         result.update(accuracy(hyps, refs))
         result["confusion"] = confusion(refs, [h.strip() for h in hyps])
     if task == "sentiment":
-        by_likelihood = label_by_likelihood(params, exp.model, tokenizer, prompts, prefix=prefix)
+        by_likelihood = label_by_likelihood(params, exp.model, tokenizer, prompts, prefix=prefix, members=members)
         result["accuracy_loglik"] = accuracy(by_likelihood, refs)["accuracy"]
     result["decode_seconds"] = round(time.time() - t0, 2)
     result["samples"] = [{"prompt": p[-200:], "reference": r, "prediction": h} for p, r, h in
@@ -165,18 +172,28 @@ def markdown(result: dict) -> str:
 
 
 def run(workdir, task: str, data, *, beam: int = 1, alpha: float = 0.6, limit: int | None = None,
-        step: int | None = None):
+        step: int | None = None, ensemble=()):
     """Evaluate the run in `workdir` (its newest checkpoint, or checkpoint `step`) on the `task` examples at
-    `data`: (scores, a function writing them; a `step`'s into files of their own)."""
+    `data`: (scores, a function writing them; a `step`'s into files of their own). With `ensemble` (more run
+    folders of the same shape, tokenizer and task format) the runs' averaged predictions are scored, into
+    eval_<task>[_held_out]_ensemble<M>.* of `workdir`."""
     if task not in TEXT_TASKS:
         raise ConfigError(f"--task {task!r}: expected one of {', '.join(TEXT_TASKS)}")
     workdir = pathlib.Path(workdir)
-    exp, params, tokenizer = load_run(workdir, step=step)
+    members = 1 + len(ensemble) if ensemble else 0
+    if members:
+        exp, params, tokenizer = load_ensemble([workdir, *map(pathlib.Path, ensemble)], step=step)
+    else:
+        exp, params, tokenizer = load_run(workdir, step=step)
     trained = getattr(exp.data, "task", None)
     if getattr(exp.data, "kind", None) != "task" or trained != task:
         raise ConfigError(f"{workdir} was not trained on the {task} task (its data: "
                           f"{trained or getattr(exp.data, 'kind', '?')}); pass the task it learned")
     examples = read_examples(exp, task, data)[:limit]
-    result = {**score(task, exp, params, tokenizer, examples, beam, alpha), "data": str(data)}
-    stem = scores_stem(workdir, task, result, variant="_held_out" if data == HELD_OUT else "", step=step)
+    result = {**score(task, exp, params, tokenizer, examples, beam, alpha, members), "data": str(data)}
+    variant = "_held_out" if data == HELD_OUT else ""
+    if members:
+        result["ensemble"] = [str(workdir), *map(str, ensemble)]
+        variant += f"_ensemble{members}"
+    stem = scores_stem(workdir, task, result, variant=variant, step=step)
     return result, lambda: write_scores(stem, result, markdown(result))

@@ -123,3 +123,52 @@ def load_run(workdir, with_data: bool = False, merge_lora: bool = True, step: in
         raise ConfigError(f"the tokenizer saved in {tokenizer_dir} cannot be read ({type(e).__name__}: {e}); "
                           "it is written by scripts/train.py with the run") from None
     return exp, load_params_of(workdir, exp, text_example(exp), merge_lora, step=step), tokenizer
+
+
+# what an ensemble's members must share beyond their model's shape: how prompts and answers are written
+# and, for --held_out, which examples are held out (gptjax/data/task_formats.py, task_builder.py)
+TASK_FORMAT = ("task", "source_lang", "target_lang", "attention", "context_lines", "line_ages", "answer_space",
+               "supporting_facts", "folder", "val_fraction", "split_seed", "held_out_by")
+
+
+def _tokenizer_files(workdir) -> dict:
+    folder = pathlib.Path(workdir) / "tokenizer"
+    return {p.name: p.read_bytes() for p in sorted(folder.iterdir()) if p.is_file()} if folder.is_dir() else {}
+
+
+def ensemble_mismatch(first, exp, name: str, first_name: str) -> str | None:
+    """Why run `name` (experiment `exp`) cannot join an ensemble led by `first_name` (`first`), or None."""
+    a, b = dataclasses.replace(first.model, dropout=0.0), dataclasses.replace(exp.model, dropout=0.0)
+    if a != b:
+        fields = [f.name for f in dataclasses.fields(a) if getattr(a, f.name) != getattr(b, f.name)]
+        return (f"{name}'s model differs from {first_name}'s in " +
+                ", ".join(f"model.{f} ({getattr(b, f)} against {getattr(a, f)})" for f in fields))
+    if type(first.data) is not type(exp.data):
+        return f"{name} was trained on other data ({getattr(exp.data, 'kind', '?')}) than {first_name}"
+    fields = [f for f in TASK_FORMAT if getattr(first.data, f, None) != getattr(exp.data, f, None)]
+    if fields:
+        return (f"{name} writes its examples unlike {first_name}: " +
+                ", ".join(f"data.{f} ({getattr(exp.data, f)!r} against {getattr(first.data, f)!r})" for f in fields))
+    return None
+
+
+def load_ensemble(workdirs, step: int | None = None):
+    """(experiment, parameters stacked on a leading axis, tokenizer) of runs that share one model shape,
+    tokenizer and task format (gptjax/model/ensemble.py averages their predictions): the first run's
+    experiment and tokenizer; its checkpoint `step` (else its newest), the others' newest."""
+    from gptjax.model.ensemble import stack
+
+    names = [str(w) for w in workdirs]
+    first, params, tokenizer = load_run(workdirs[0], step=step)
+    words = _tokenizer_files(workdirs[0])
+    members = [params]
+    for workdir, name in zip(workdirs[1:], names[1:]):
+        exp = read_run_config(workdir)
+        why = ensemble_mismatch(first, exp, name, names[0])
+        if why is None and _tokenizer_files(workdir) != words:
+            why = (f"{name}'s tokenizer differs from {names[0]}'s (token ids would mean other words); train a "
+                   f"member with the first's: copy {names[0]}/tokenizer into its workdir before scripts/train.py")
+        if why:
+            raise ConfigError(f"cannot ensemble these runs: {why}")
+        members.append(load_run(workdir)[1])
+    return first, stack(members, names), tokenizer

@@ -451,6 +451,35 @@ def test_prompt_loss_weighs_the_prompt_in_training_rows_only(copy_task, tmp_path
         assert mask[seg == 0].sum() == 0
 
 
+def test_token_dropout_hides_prompt_inputs_only_and_the_same_on_resume(copy_task, tmp_path, monkeypatch):
+    from gptjax.data.task_pipeline import TaskLMData
+
+    monkeypatch.setenv("GPTJAX_CACHE_DIR", str(tmp_path / "cache"))
+    cfg = TaskData(task="jsonl", folder=str(copy_task), sp_vocab_size=300, prompt_loss=0.5)
+    plain, data = TaskLMData(cfg, 40, 0), TaskLMData(dataclasses.replace(cfg, token_dropout=0.3), 40, 0)
+    unk = data.tokenizer.unk_id
+    assert unk not in plain.examples["train"]["tokens"]  # byte fallback: the unknown piece is free
+    got, want = next(data.train_batches(16, 2)), next(plain.train_batches(16, 2))
+    for k in want:  # only the inputs change: what is predicted, and how it is weighed, stay
+        assert np.array_equal(got[k], want[k]) == (k != "inputs"), k
+    changed = got["inputs"] != want["inputs"]
+    assert (got["inputs"][changed] == unk).all()
+    prompt = (want["segment_ids"] > 0) & (want["loss_mask"] == 0.5)  # predicts a prompt token: not its last
+    assert not (changed & ~prompt).any()  # targets, each prompt's last token and padding are kept
+    assert 0.2 < changed.sum() / prompt.sum() < 0.4
+    assert np.array_equal(next(data.train_batches(16, 2))["inputs"], got["inputs"])  # resumed: the same drops
+    assert not np.array_equal(next(data.train_batches(16, 3))["inputs"][changed], got["inputs"][changed])
+    evaluation = next(data.eval_batches(4, 1))
+    assert np.array_equal(evaluation["inputs"], next(plain.eval_batches(4, 1))["inputs"])  # never in evaluation
+
+
+def test_token_dropout_without_an_unknown_piece_is_refused():
+    exp = Experiment(model=ModelSpec(), data=TaskData(task="sentiment", tokenizer="byte", token_dropout=0.1))
+    with pytest.raises(ConfigError, match="data.token_dropout=0.1 .* data.tokenizer='byte'"):
+        exp.validate()
+    dataclasses.replace(exp, data=TaskData(task="sentiment", token_dropout=0.1)).validate()
+
+
 def test_unlabeled_rows_model_the_prompts_alone_and_never_read_a_target(copy_task, tmp_path, monkeypatch):
     from gptjax.data.task_pipeline import TaskLMData
 

@@ -45,6 +45,10 @@ class TaskData:
     # true: each example is its prompt alone + <eos>, every token trained, no label read: language modelling
     # of the task's own inputs (ULMFiT's domain step), a base that fine-tunes fully or with LoRA
     unlabeled: bool = False
+    # word dropout (Iyyer et al. 2015; Bowman et al. 2016): each prompt token of a training row is replaced by
+    # the SentencePiece model's unknown piece with this chance, the prompt's last token and every target kept;
+    # the targets a prompt's tokens predict stay the true ones (gptjax/data/task_pipeline.py)
+    token_dropout: float = field(0.0, between(0, 1, high_open=True))
     # training examples gain this many copies with the words of each `permute` class renamed at random,
     # consistently across prompt and target (gptjax/data/augment.py); validation examples never change
     augment_copies: int = field(0, NON_NEGATIVE)
@@ -82,6 +86,10 @@ class TaskData:
         if self.held_out_by == "sentence" and self.task != "sentiment":
             raise ConfigError(f"data.held_out_by=sentence holds out the sentences of a phrase treebank (SST-2); "
                               f"data.task={self.task!r} has none: use it with data.task=sentiment, or drop it")
+        if self.token_dropout and self.tokenizer != "sentencepiece":
+            raise ConfigError(f"data.token_dropout={self.token_dropout} replaces prompt tokens with the SentencePiece "
+                              f"model's unknown piece; data.tokenizer={self.tokenizer!r} has none: use "
+                              "data.tokenizer=sentencepiece, or drop it")
         if self.augment_copies and not self.permute.strip():
             raise ConfigError(f"data.augment_copies={self.augment_copies} needs data.permute: the classes of words "
                               "to rename, e.g. 'Mary John Sandra; kitchen garden office'")

@@ -6,6 +6,8 @@ Each example is `prompt ids + target ids + <eos>`; the loss is on the target and
 prompt alone + <eos>, all of it trained (language modelling of the task's inputs). Examples are packed into rows of `seq_len + 1` tokens: each keeps
 its own segment id and positions from 0, so attention never crosses examples.
 A prompt too long for a row loses its oldest tokens (a bAbI story its first lines).
+With data.token_dropout (word dropout), training rows' prompt inputs are hidden at random behind the
+SentencePiece model's unknown piece, drawn from (seed, row), while their targets stay the true tokens.
 
 Training row `r` (of an endless stream) comes from epoch e's packing: the
 examples shuffled by (seed, e), then laid into rows in that order. Batch `s`
@@ -147,9 +149,12 @@ class TaskLMData(BatchSource):
             return self._stages[r // stage_rows].row(r % stage_rows)
         return self._full.row(r - stage_rows * len(self._stages))
 
-    def row(self, split: str, examples: list[int], prompt_loss: float = 0.0) -> dict[str, np.ndarray]:
+    def row(self, split: str, examples: list[int], prompt_loss: float = 0.0,
+            drop_key: int | None = None) -> dict[str, np.ndarray]:
         """One packed row of `examples`: inputs, targets, loss_mask, segment_ids, positions (length L), and
-        with prefix attention `prefix` (the prompts' tokens)."""
+        with prefix attention `prefix` (the prompts' tokens). With `drop_key` (a training row's index) and
+        data.token_dropout, prompt input tokens but each prompt's last become the unknown piece, drawn from
+        (seed, drop_key), so a resumed run drops the same ones."""
         ex, L = self.examples[split], self.seq_len
         row = {"inputs": np.zeros(L + 1, np.int32), "is_target": np.zeros(L + 1, bool),
                "segment_ids": np.zeros(L + 1, np.int32), "positions": np.zeros(L + 1, np.int32)}
@@ -166,14 +171,21 @@ class TaskLMData(BatchSource):
             at += n
         same_example = (row["segment_ids"][1:] == row["segment_ids"][:-1]) & (row["segment_ids"][1:] > 0)
         weights = np.where(row["is_target"][1:], 1.0, prompt_loss) * same_example
-        out = {"inputs": row["inputs"][:-1], "targets": row["inputs"][1:], "loss_mask": weights.astype(np.float32),
+        inputs = row["inputs"][:-1]
+        if drop_key is not None and self.cfg.token_dropout:  # word dropout; the targets stay the true tokens
+            prompt = (row["segment_ids"][:-1] > 0) & ~row["is_target"][:-1] & ~row["is_target"][1:]
+            drop = prompt & (np.random.default_rng((self.seed, 2, drop_key)).random(L) < self.cfg.token_dropout)
+            inputs = np.where(drop, self.tokenizer.unk_id, inputs).astype(np.int32)
+        out = {"inputs": inputs, "targets": row["inputs"][1:], "loss_mask": weights.astype(np.float32),
                "segment_ids": row["segment_ids"][:-1], "positions": row["positions"][:-1]}
         if self.cfg.attention == "prefix":  # each example's prompt is its own bidirectional prefix
             out["prefix"] = (row["segment_ids"] > 0)[:-1] & ~row["is_target"][:-1]
         return out
 
-    def _batch(self, split: str, rows: list[list[int]]) -> dict[str, np.ndarray]:
-        parts = [self.row(split, r, self.cfg.prompt_loss if split == "train" else 0.0) for r in rows]
+    def _batch(self, split: str, rows: list[list[int]], row_ids=None) -> dict[str, np.ndarray]:
+        """`row_ids`: the training rows' global indices, which key their word dropout (data.token_dropout)."""
+        parts = [self.row(split, r, self.cfg.prompt_loss if split == "train" else 0.0,
+                          drop_key=None if row_ids is None else row_ids[i]) for i, r in enumerate(rows)]
         return {k: np.stack([p[k] for p in parts]) for k in parts[0]}
 
     # ---- batches ------------------------------------------------------------------
@@ -183,8 +195,9 @@ class TaskLMData(BatchSource):
         local = self.local_batch(global_batch, process_index, process_count)
         first = process_index * local  # this process's rows within each global batch
         steps = grain.MapDataset.range(start_step, 2 ** 62)
+        ids = lambda s: [s * global_batch + first + j for j in range(local)]  # noqa: E731
         return self.read(steps.map(lambda s: self._batch(
-            "train", [self._train_row(s * global_batch + first + j, global_batch) for j in range(local)])))
+            "train", [self._train_row(r, global_batch) for r in ids(s)], ids(s))))
 
     def eval_batches(self, global_batch: int, num_batches: int | None = None, process_index: int = 0,
                      process_count: int = 1):

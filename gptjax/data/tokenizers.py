@@ -126,6 +126,7 @@ class SentencePieceTokenizer:
         self.sp = spm.SentencePieceProcessor(model_proto=self._proto)
         self.vocab_size = self.sp.get_piece_size()
         self.eos_id = self.sp.eos_id() if self.sp.eos_id() >= 0 else None
+        self.unk_id = self.sp.unk_id()  # never produced with byte_fallback: free for data.token_dropout
 
     def encode(self, text: str) -> list[int]:
         return self.sp.encode(text, out_type=int)

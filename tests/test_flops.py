@@ -212,6 +212,23 @@ def test_peak_other_dtypes_and_unknowns():
     assert flops.peak_flops_per_device(FakeDevice()) == 918e12
 
 
+def test_matmul_peak_counts_tf32_for_float32_on_nvidia():
+    h200 = "NVIDIA H200"
+    assert flops.matmul_peak_per_device(h200, "float32") == 494.7e12  # XLA's default: TF32 cores
+    assert flops.matmul_peak_per_device(h200, "float32", "tensorfloat32") == 494.7e12
+    assert flops.matmul_peak_per_device(h200, "float32", "highest") == pytest.approx(66.9e12)
+    assert flops.matmul_peak_per_device(h200, "bfloat16") == 989.4e12
+    assert flops.matmul_peak_per_device("NVIDIA V100", "float32") == pytest.approx(15.7e12)  # no TF32
+    assert flops.matmul_peak_per_device("TPU v4", "float32") is None
+    assert flops.matmul_peak_per_device("cpu", "float32") is None
+    # the H200 run of experiments/shakespeare_char.py: 1.05M tokens/s in float32 is under 1
+    from gptjax.config import ModelSpec
+
+    fpt = flops.flops_per_token(ModelSpec(n_layer=6, n_head=6, d_model=384, max_seq_len=256,
+                                          vocab_size=65, bias=False), 256)
+    assert 0 < flops.mfu(1.05e6, fpt, 1, flops.matmul_peak_per_device(h200, "float32")) < 0.5
+
+
 def test_mfu():
     assert flops.mfu(1e5, 8.55e8, 1, 312e12) == pytest.approx(1e5 * 8.55e8 / 312e12)
     assert flops.mfu(4e5, 1e9, 4, 1e15) == pytest.approx(0.1)

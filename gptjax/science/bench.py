@@ -46,7 +46,7 @@ def bench_step(exp, steps: int = 50, warmup: int = 5, repeats: int = 5, vocab_si
     tokens = exp.train.batch_size * spec.max_seq_len
     fpt = flops.flops_per_token(spec, spec.max_seq_len, "6N+attn")
     device = jax.devices()[0]
-    peak = flops.peak_flops_per_device(device.device_kind, spec.dtype)
+    peak = flops.matmul_peak_per_device(device.device_kind, spec.dtype, jax.config.jax_default_matmul_precision)
     tok_s = tokens / step_s
     memory = _peak_memory(compiled, device)
     extra = {}

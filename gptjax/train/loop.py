@@ -96,7 +96,8 @@ def run(exp, workdir, *, force: bool = False, progress: bool = True, stop_after:
     if primary:
         atomic.write_text(workdir / "config.json", run_.exp.to_json() + "\n")
         data.tokenizer.save(workdir / "tokenizer")
-    fpt, peak = flops.flops_per_token(spec, spec.max_seq_len), flops.peak_flops_per_device(jax.devices()[0].device_kind, spec.dtype)
+    fpt, peak = flops.flops_per_token(spec, spec.max_seq_len), flops.matmul_peak_per_device(
+        jax.devices()[0].device_kind, spec.dtype, jax.config.jax_default_matmul_precision)
     mfu = (lambda rate: flops.mfu(rate, fpt, jax.device_count(), peak)) if peak else None  # None on CPUs
     runlog = RunLog(workdir, primary, progress, start, t.steps, t.batch_size * spec.max_seq_len,
                     Guards(t, ckpt.latest_step), mfu)

@@ -180,8 +180,8 @@ def training_flops(spec: Any, seq_len: int, tokens: float,
 # Dense (no structured sparsity) peak FLOP/s of ONE jax device, from the vendors'
 # data sheets. Keys: dtype name -> FLOP/s. On GPUs "float32" is the plain FP32
 # (CUDA-core) rate and "tfloat32" the TF32 tensor-core rate; which one applies to
-# f32 matmuls depends on jax_default_matmul_precision (matmul_peak_per_device). TPUs have no published
-# f32 peak (f32 matmuls run as several bf16 passes), so they list bf16 only.
+# f32 matmuls depends on jax_default_matmul_precision (see matmul_peak_per_device).
+# TPUs have no published f32 peak (f32 matmuls run as several bf16 passes), so they list bf16 only.
 # TPU v2/v3 expose each TensorCore as a jax device (half a chip); v4, v5p and
 # later expose one device per chip.
 _E12 = 1e12
@@ -210,6 +210,11 @@ _DTYPE_ALIASES = {
     "fp32": "float32", "f32": "float32", "float32": "float32",
     "tf32": "tfloat32", "tfloat32": "tfloat32",
 }
+
+
+def _dtype_name(dtype: Any) -> str:
+    """A dtype spelling ("bf16", "jnp.float32", ...) as a PEAK_FLOPS dtype key."""
+    return _DTYPE_ALIASES.get(str(dtype).lower().replace("jnp.", ""), str(dtype))
 
 
 def _chip_name(kind: str) -> Optional[str]:
@@ -258,7 +263,7 @@ def peak_flops_per_device(device_kind: Any, dtype: str = "bfloat16") -> Optional
     kind = getattr(device_kind, "device_kind", device_kind)
     if not isinstance(kind, str):
         return None
-    dtype = _DTYPE_ALIASES.get(str(dtype).lower().replace("jnp.", ""), str(dtype))
+    dtype = _dtype_name(dtype)
     chip = _chip_name(kind)
     if chip is None:
         return None
@@ -275,8 +280,7 @@ def matmul_peak_per_device(device_kind: Any, dtype: str, precision: Optional[str
     GPUs, where XLA runs dots on the TF32 tensor cores unless the precision asks for full float32.
     Measured: the baby GPT's float32 step ran at about 68 model TFLOP/s on an H200, above the
     66.9 of its plain FP32 units, so the FP32 peak gave an MFU above 1."""
-    name = _DTYPE_ALIASES.get(str(dtype).lower().replace("jnp.", ""), str(dtype))
-    if name == "float32" and str(precision or "default").lower() not in _FULL_F32:
+    if _dtype_name(dtype) == "float32" and str(precision or "default").lower() not in _FULL_F32:
         tf32 = peak_flops_per_device(device_kind, "tfloat32")
         if tf32:
             return tf32

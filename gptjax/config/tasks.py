@@ -34,6 +34,9 @@ class TaskData:
     # sentiment: hold out single phrases, or whole sentences (phrases no other contains) with every phrase
     # inside them leaving training, so validation is like GLUE's dev (gptjax/data/sentence_split.py)
     held_out_by: str = field("phrase", one_of("phrase", "sentence"))
+    # sentiment: each training phrase also read right to left (its words reversed behind a marker), and scoring
+    # averages the label log-likelihoods of both readings, as a BiLSTM joins its directions (gptjax/data/both_ways.py)
+    both_ways: bool = False
     context_lines: int = field(0, NON_NEGATIVE)  # qa: keep the last N story lines (0: all that fit)
     line_ages: bool = False  # qa: each story line opens with how many lines before the question it was told
     # causal: every token sees the ones before it; prefix: the prompt's tokens see the whole prompt
@@ -86,6 +89,13 @@ class TaskData:
         if self.held_out_by == "sentence" and self.task != "sentiment":
             raise ConfigError(f"data.held_out_by=sentence holds out the sentences of a phrase treebank (SST-2); "
                               f"data.task={self.task!r} has none: use it with data.task=sentiment, or drop it")
+        if self.both_ways and self.task != "sentiment":
+            raise ConfigError(f"data.both_ways=true reads a sentiment phrase in both word orders and scores the label "
+                              f"words over both; data.task={self.task!r} is scored otherwise: use it with "
+                              "data.task=sentiment, or drop it")
+        if self.both_ways and self.attention == "prefix":
+            raise ConfigError("data.both_ways=true adds a right-to-left reading to causal attention; "
+                              "data.attention=prefix already reads each prompt both ways: drop one of them")
         if self.token_dropout and self.tokenizer != "sentencepiece":
             raise ConfigError(f"data.token_dropout={self.token_dropout} replaces prompt tokens with the SentencePiece "
                               f"model's unknown piece; data.tokenizer={self.tokenizer!r} has none: use "

@@ -10,8 +10,9 @@ Splits `train` and `validation`, from the task's own files:
   jsonl      <folder>/train.jsonl and <folder>/validation.jsonl, or `val_fraction` of train
 
 With `data.augment_copies`, the train split also holds that many renamed copies of each example
-(gptjax/data/augment.py). Records hold `prompt` and `target` (gptjax/data/task_formats.py wrote them from the raw
-fields) and `group` (bAbI task number, sentiment label, or 0).
+(gptjax/data/augment.py); with `data.both_ways`, a copy of each read right to left
+(gptjax/data/both_ways.py). Records hold `prompt` and `target` (gptjax/data/task_formats.py wrote
+them from the raw fields) and `group` (bAbI task number, sentiment label, or 0).
 """
 from __future__ import annotations
 
@@ -26,6 +27,7 @@ import tensorflow_datasets as tfds
 from gptjax.config.tasks import DEFAULT_FOLDERS
 from gptjax.data import task_files, task_formats
 from gptjax.data.augment import permuted_copies
+from gptjax.data.both_ways import with_reversed_copies
 from gptjax.data.sentence_split import sentence_split
 from gptjax.data.tfds_local import LocalBuilder, build_local
 from gptjax.errors import DataError
@@ -112,6 +114,8 @@ def prepare_task(cfg):
     examples = read_splits(cfg, folder)
     examples["train"] = permuted_copies(examples["train"], cfg.permute_classes(), cfg.augment_copies,
                                         cfg.augmented_groups(), seed=cfg.split_seed)
+    if cfg.both_ways:
+        examples["train"] = with_reversed_copies(examples["train"])
     def record(ex):
         return (*task_formats.format_example(cfg.task, ex, cfg.answer_space, cfg.supporting_facts), ex.group)
 

@@ -4,7 +4,8 @@ Prompts are written as in training (gptjax/data/task_formats.py), answers decode
 with the KV cache, greedily or by beam search, cut at <eos>:
 
   translate  `bleu` (sacreBLEU, with `bleu_signature`), `chrf`, `bleu_lc_tok` (lowercased, tokenized)
-  sentiment  `accuracy` of the generated label word, and `accuracy_loglik`: the likelier label word
+  sentiment  `accuracy` of the generated label word, and `accuracy_loglik`: the likelier label word (a run
+             trained with data.both_ways: averaged over the forward and reversed readings, each also alone)
   qa         `per_task` error, `mean_error` (a fraction), `failed_tasks` (error > 0.05)
   jsonl      `accuracy` (exact match)
 
@@ -20,6 +21,7 @@ import jax
 import numpy as np
 
 from gptjax.data import task_files
+from gptjax.data.both_ways import reversed_words
 from gptjax.data.task_formats import answer_of, format_prompt
 from gptjax.errors import ConfigError
 from gptjax.model.beam import beam_search
@@ -118,14 +120,36 @@ def generate_answers(params, spec, tokenizer, prompts: list[str], n_new: int, be
     return answers
 
 
+def label_loglik(params, spec, tokenizer, prompts, labels=task_files.SENTIMENT_LABELS,
+                 prefix: bool = False, members: int = 0) -> np.ndarray:
+    """[prompt, label] log-likelihood of each label word's tokens (and <eos>) after each prompt."""
+    requests = [(tokenizer.encode(p), tokenizer.encode(label) + [tokenizer.eos_id]) for p in prompts for label in labels]
+    scores = loglikelihood(params, spec, requests, prefix_context=prefix, members=members)
+    return np.asarray([s for s, _ in scores]).reshape(len(prompts), len(labels))
+
+
 def label_by_likelihood(params, spec, tokenizer, prompts, labels=task_files.SENTIMENT_LABELS,
                         prefix: bool = False, members: int = 0) -> list[str]:
     """The label word whose tokens (and <eos>) are likeliest after each prompt."""
-    requests = [(tokenizer.encode(p), tokenizer.encode(label) + [tokenizer.eos_id]) for p in prompts for label in labels]
-    scores = loglikelihood(params, spec, requests, prefix_context=prefix, members=members)
-    scores = np.asarray([s for s, _ in scores])
-    scores = scores.reshape(len(prompts), len(labels))
+    scores = label_loglik(params, spec, tokenizer, prompts, labels, prefix, members)
     return [labels[i] for i in scores.argmax(axis=1)]
+
+
+def both_readings(params, spec, tokenizer, task: str, examples, members: int = 0) -> dict[str, np.ndarray]:
+    """A run trained with data.both_ways: {'forward', 'reversed'}: [example, label] log-likelihoods of the label
+    words after the prompt as written and after its words reversed behind the marker (gptjax/data/both_ways.py)."""
+    return {way: label_loglik(params, spec, tokenizer, [format_prompt(task, text(ex.source)) for ex in examples],
+                              members=members)
+            for way, text in (("forward", str), ("reversed", reversed_words))}
+
+
+def both_ways_accuracy(readings: dict[str, np.ndarray], refs, labels=task_files.SENTIMENT_LABELS) -> dict:
+    """`accuracy_loglik` of the label likeliest on average over the two readings, as a BiLSTM joins its two
+    directions, and each reading's own accuracy."""
+    def pick(scores):
+        return [labels[i] for i in scores.argmax(axis=1)]
+    return {"accuracy_loglik": accuracy(pick((readings["forward"] + readings["reversed"]) / 2), refs)["accuracy"],
+            **{f"accuracy_loglik_{way}": accuracy(pick(s), refs)["accuracy"] for way, s in readings.items()}}
 
 
 def score(task: str, exp, params, tokenizer, examples, beam: int, alpha: float, members: int = 0) -> dict:
@@ -148,7 +172,9 @@ def score(task: str, exp, params, tokenizer, examples, beam: int, alpha: float, 
     else:
         result.update(accuracy(hyps, refs))
         result["confusion"] = confusion(refs, [h.strip() for h in hyps])
-    if task == "sentiment":
+    if task == "sentiment" and exp.data.both_ways:
+        result.update(both_ways_accuracy(both_readings(params, exp.model, tokenizer, task, examples, members), refs))
+    elif task == "sentiment":
         by_likelihood = label_by_likelihood(params, exp.model, tokenizer, prompts, prefix=prefix, members=members)
         result["accuracy_loglik"] = accuracy(by_likelihood, refs)["accuracy"]
     result["decode_seconds"] = round(time.time() - t0, 2)
@@ -158,8 +184,9 @@ def score(task: str, exp, params, tokenizer, examples, beam: int, alpha: float, 
 
 
 def markdown(result: dict) -> str:
-    keys = [k for k in ("bleu", "bleu_lc_tok", "chrf", "accuracy", "accuracy_loglik", "mean_error", "failed_tasks",
-                        "examples", "prompts_cut", "beam") if k in result]
+    keys = [k for k in ("bleu", "bleu_lc_tok", "chrf", "accuracy", "accuracy_loglik", "accuracy_loglik_forward",
+                        "accuracy_loglik_reversed", "mean_error", "failed_tasks", "examples", "prompts_cut", "beam")
+            if k in result]
     lines = [f"# {result['task']} ({result['data']})", "", "| " + " | ".join(keys) + " |", "|" + "---|" * len(keys),
              "| " + " | ".join(str(result[k]) for k in keys) + " |"]
     if "bleu_signature" in result:

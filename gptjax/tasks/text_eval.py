@@ -131,7 +131,11 @@ def label_loglik(params, spec, tokenizer, prompts, labels=task_files.SENTIMENT_L
 def label_by_likelihood(params, spec, tokenizer, prompts, labels=task_files.SENTIMENT_LABELS,
                         prefix: bool = False, members: int = 0) -> list[str]:
     """The label word whose tokens (and <eos>) are likeliest after each prompt."""
-    scores = label_loglik(params, spec, tokenizer, prompts, labels, prefix, members)
+    return likeliest(label_loglik(params, spec, tokenizer, prompts, labels, prefix, members), labels)
+
+
+def likeliest(scores: np.ndarray, labels) -> list[str]:
+    """The label of the highest score in each row of [prompt, label] `scores`."""
     return [labels[i] for i in scores.argmax(axis=1)]
 
 
@@ -146,10 +150,10 @@ def both_readings(params, spec, tokenizer, task: str, examples, members: int = 0
 def both_ways_accuracy(readings: dict[str, np.ndarray], refs, labels=task_files.SENTIMENT_LABELS) -> dict:
     """`accuracy_loglik` of the label likeliest on average over the two readings, as a BiLSTM joins its two
     directions, and each reading's own accuracy."""
-    def pick(scores):
-        return [labels[i] for i in scores.argmax(axis=1)]
-    return {"accuracy_loglik": accuracy(pick((readings["forward"] + readings["reversed"]) / 2), refs)["accuracy"],
-            **{f"accuracy_loglik_{way}": accuracy(pick(s), refs)["accuracy"] for way, s in readings.items()}}
+    def correct(scores):
+        return accuracy(likeliest(scores, labels), refs)["accuracy"]
+    return {"accuracy_loglik": correct((readings["forward"] + readings["reversed"]) / 2),
+            **{f"accuracy_loglik_{way}": correct(s) for way, s in readings.items()}}
 
 
 def score(task: str, exp, params, tokenizer, examples, beam: int, alpha: float, members: int = 0) -> dict:

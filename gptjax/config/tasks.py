@@ -69,6 +69,9 @@ class TaskData:
     # turn (gptjax/data/task_pipeline.py)
     first_groups: str = ""
     first_steps: int = field(0, NON_NEGATIVE)
+    # training rows lay each chain of examples whose prompts grow one from the other (a bAbI story's questions)
+    # once, each ending hidden from the others, so every target sees what it would alone (gptjax/data/shared_prompts.py)
+    share_prompts: bool = False
     data_dir: str = ""  # TFDS data dir; empty: the gptjax cache
     kind: str = "task"
 
@@ -109,6 +112,10 @@ class TaskData:
         if self.supporting_facts and self.task != "qa":
             raise ConfigError(f"data.supporting_facts=true writes bAbI's supporting lines before the answer; "
                               f"data.task={self.task!r} has none: use it with data.task=qa, or drop it")
+        if self.share_prompts and (self.attention == "prefix" or self.unlabeled):
+            raise ConfigError("data.share_prompts=true lays a shared prompt once, read causally, with each example's "
+                              "ending after it: it works with data.attention=causal and labelled examples only; "
+                              "drop data.attention=prefix and data.unlabeled, or data.share_prompts")
         if bool(self.first_groups.strip()) != bool(self.first_steps):
             raise ConfigError(f"data.first_groups={self.first_groups!r} and data.first_steps={self.first_steps} "
                               "come together: the groups the first steps train on, and how many steps that is "

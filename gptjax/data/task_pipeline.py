@@ -3,8 +3,9 @@
 Each example is `prompt ids + target ids + <eos>`; the loss is on the target and
 <eos> only (training rows add the prompt's own loss weighted by data.prompt_loss,
 0 by default; evaluation rows never do, so eval losses compare). With data.unlabeled an example is its
-prompt alone + <eos>, all of it trained (language modelling of the task's inputs). Examples are packed into rows of `seq_len + 1` tokens: each keeps
-its own segment id and positions from 0, so attention never crosses examples.
+prompt alone + <eos>, all of it trained (language modelling of the task's inputs). Examples are packed
+into rows of `seq_len + 1` tokens: each keeps its own segment id and positions from 0, so attention
+never crosses examples.
 A prompt too long for a row loses its oldest tokens (a bAbI story its first lines).
 With data.token_dropout (word dropout), training rows' prompt inputs are hidden at random behind the
 SentencePiece model's unknown piece, drawn from (seed, row), while their targets stay the true tokens.
@@ -17,6 +18,9 @@ With a curriculum (data.first_groups, data.first_steps), the first first_steps*B
 rows come from a stream of their own over those groups' examples (each stage of
 '1; 1-3' the next first_steps*B rows from its own), and the full stream starts
 after them at its own row 0.
+With data.share_prompts, training rows lay each chain of examples whose prompts grow one from the
+other (a bAbI story's questions) once, as a tree (gptjax/data/shared_prompts.py): the streams shuffle
+and pack chains rather than examples, and rows carry `branches`. Validation rows are laid as before.
 
 Packing is written here rather than taken from grain: grain's packers work on
 iterators whose state a run would have to checkpoint, while here the data
@@ -33,7 +37,7 @@ import grain
 import numpy as np
 
 from gptjax import atomic
-from gptjax.data import corpora, tokenizers
+from gptjax.data import corpora, shared_prompts, tokenizers
 from gptjax.data.batching import BatchSource
 from gptjax.data.task_builder import prepare_task
 from gptjax.errors import DataError
@@ -56,10 +60,12 @@ class TaskLMData(BatchSource):
         self.examples = {split: self._encode(split) for split in self.records}
         for split, ex in self.examples.items():
             self.warn_if_cut(split, ex["lengths"])
-        self._full = _RowStream(self, np.arange(len(self.examples["train"]["lengths"])), (seed,))
+        self.units, self.unit_lengths = self._units()
+        self._full = _RowStream(self, np.arange(len(self.units)), (seed,))
         self._stages = []  # the curriculum's streams, one per stage of data.first_groups
         for k, groups in enumerate(cfg.first_stages()):
-            pool = np.flatnonzero(np.isin(self.examples["train"]["groups"], sorted(groups)))
+            first_of = np.asarray([u[0] for u in self.units], np.int64)
+            pool = np.flatnonzero(np.isin(self.examples["train"]["groups"][first_of], sorted(groups)))
             if not len(pool):
                 held = sorted(set(self.examples["train"]["groups"].tolist()))
                 raise DataError(f"data.first_groups={cfg.first_groups!r}: no training example is in groups "
@@ -128,8 +134,25 @@ class TaskLMData(BatchSource):
 
     # ---- packing ----------------------------------------------------------------
 
+    def _units(self) -> tuple[list[np.ndarray], np.ndarray]:
+        """What the training streams shuffle and pack: chains of examples sharing their prompts (data.share_prompts),
+        else each example alone; and their lengths in a row."""
+        ex, room = self.examples["train"], self.seq_len + 1
+        self.stems = None
+        if self.cfg.share_prompts:
+            newline = self.tokenizer.encode("\n")
+            if len(newline) != 1:
+                raise DataError("data.share_prompts=true needs a tokenizer that writes a newline as one token")
+            self.stems = shared_prompts.stems(ex, newline[0])
+            units, lengths = shared_prompts.chain_units(ex, self.stems, room)
+            log.info("data: share_prompts lays %d training examples as %d chains, %.2fx fewer tokens",
+                     len(ex["lengths"]), len(units), np.minimum(ex["lengths"], room).sum() / lengths.sum())
+            return units, lengths
+        return [np.asarray([i]) for i in range(len(ex["lengths"]))], np.minimum(ex["lengths"], room)
+
     def _fitted_lengths(self, split: str) -> np.ndarray:
-        return np.minimum(self.examples[split]["lengths"], self.seq_len + 1)
+        """Row lengths of what `_pack` packs: the training split's units, the validation split's examples."""
+        return self.unit_lengths if split == "train" else np.minimum(self.examples[split]["lengths"], self.seq_len + 1)
 
     def _pack(self, split: str, order: np.ndarray) -> np.ndarray:
         """Start offsets (into `order`) of the rows that lay the examples of `order` in turn."""
@@ -157,19 +180,32 @@ class TaskLMData(BatchSource):
         (seed, drop_key), so a resumed run drops the same ones."""
         ex, L = self.examples[split], self.seq_len
         row = {"inputs": np.zeros(L + 1, np.int32), "is_target": np.zeros(L + 1, bool),
-               "segment_ids": np.zeros(L + 1, np.int32), "positions": np.zeros(L + 1, np.int32)}
-        at = 0
-        for seg, i in enumerate(examples, 1):
+               "segment_ids": np.zeros(L + 1, np.int32), "positions": np.zeros(L + 1, np.int32),
+               "branches": np.zeros(L + 1, np.int32)}
+        share = self.stems is not None and split == "train"
+        at, seg, prev = 0, 0, None
+        for branch, i in enumerate(examples, 1):
             tokens = ex["tokens"][ex["starts"][i]:ex["starts"][i] + ex["lengths"][i]]
             cut = max(0, len(tokens) - (L + 1))  # the oldest prompt tokens go
             cut = min(cut, max(ex["prompt_lens"][i] - 1, 0))
+            skip = 0  # with shared prompts: the tokens already laid by the example before (its stem)
+            if share and prev is not None and not cut and shared_prompts.chains_onto(ex, self.stems, prev, i):
+                skip = self.stems[prev]
+            else:
+                seg += 1
+            prev = None if cut else i
             tokens, prompt_len = tokens[cut:cut + L + 1], ex["prompt_lens"][i] - cut
-            n = len(tokens)
-            row["inputs"][at:at + n] = tokens
-            row["is_target"][at + prompt_len:at + n] = True
-            row["segment_ids"][at:at + n], row["positions"][at:at + n] = seg, np.arange(n)
+            n = len(tokens) - skip
+            row["inputs"][at:at + n] = tokens[skip:]
+            row["is_target"][at + prompt_len - skip:at + n] = True
+            row["segment_ids"][at:at + n], row["positions"][at:at + n] = seg, skip + np.arange(n)
+            if share:  # the stem on branch 0, seen by the examples chained on; the rest on its own branch
+                ending = 0 if cut else self.stems[i] - skip
+                row["branches"][at + ending:at + n] = branch
             at += n
         same_example = (row["segment_ids"][1:] == row["segment_ids"][:-1]) & (row["segment_ids"][1:] > 0)
+        # a token predicts the next only if it sees what the next sees: the same branch, or from branch 0
+        same_example &= (row["branches"][1:] == row["branches"][:-1]) | (row["branches"][:-1] == 0)
         weights = np.where(row["is_target"][1:], 1.0, prompt_loss) * same_example
         inputs = row["inputs"][:-1]
         if drop_key is not None and self.cfg.token_dropout:  # word dropout; the targets stay the true tokens
@@ -180,6 +216,8 @@ class TaskLMData(BatchSource):
                "segment_ids": row["segment_ids"][:-1], "positions": row["positions"][:-1]}
         if self.cfg.attention == "prefix":  # each example's prompt is its own bidirectional prefix
             out["prefix"] = (row["segment_ids"] > 0)[:-1] & ~row["is_target"][:-1]
+        if self.stems is not None:  # every split's rows, so that train and eval batches have one structure
+            out["branches"] = row["branches"][:-1]
         return out
 
     def _batch(self, split: str, rows: list[list[int]], row_ids=None) -> dict[str, np.ndarray]:
@@ -217,7 +255,8 @@ class TaskLMData(BatchSource):
 
 
 class _RowStream:
-    """Endless packed training rows over the examples in `pool`: epoch e shuffles them by (*key, e)."""
+    """Endless packed training rows over the units (examples, or chains of them) in `pool`: epoch e
+    shuffles them by (*key, e); a row is the example indices of its units, in order."""
 
     def __init__(self, data: TaskLMData, pool: np.ndarray, key: tuple):
         self.data, self.pool, self.key = data, pool, key
@@ -232,4 +271,4 @@ class _RowStream:
         e = bisect.bisect_right(self.starts, r) - 1
         order, rows = self.epochs[e]
         i = r - self.starts[e]
-        return order[rows[i]:rows[i + 1]].tolist()
+        return [e for u in order[rows[i]:rows[i + 1]] for e in self.data.units[u].tolist()]

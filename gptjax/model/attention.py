@@ -119,8 +119,11 @@ class Attention(nn.Module):
     decode: bool = False
 
     @nn.compact
-    def __call__(self, x_BxLxE, positions_BxL, segment_ids_BxL, prefix_BxL=None, deterministic=True):
+    def __call__(self, x_BxLxE, positions_BxL, segment_ids_BxL, prefix_BxL=None, deterministic=True,
+                 branches_BxL=None):
         s = self.spec
+        if self.decode and branches_BxL is not None:
+            raise ValueError("branch ids (shared prompts) are for training rows; decoding reads one prompt per row")
         h, kh, d = s.n_head, s.kv_heads, s.head_dim
         dtype = jnp.dtype(s.dtype)
         x_BxLxE = x_BxLxE.astype(dtype)
@@ -142,14 +145,14 @@ class Attention(nn.Module):
             k, v, k_idx, k_seg, q_idx, k_prefix = self._update_cache(k, v, segment_ids_BxL, prefix_BxL)
 
         impl = choose_implementation(s.attention, s.dtype)
-        plain_causal = not self.decode and prefix_BxL is None
+        plain_causal = not self.decode and prefix_BxL is None and branches_BxL is None
         if impl == "splash" and plain_causal:
             out = splash_attention(q, k, v, segment_ids_BxL)
         elif impl == "flash":
-            out = flash_attention(q, k, v, q_idx, k_idx, segment_ids_BxL, k_seg, k_prefix,
-                                  block=s.attention_block, causal_skip=not self.decode)
+            out = flash_attention(q, k, v, q_idx, k_idx, segment_ids_BxL, k_seg, k_prefix, branches_BxL,
+                                  branches_BxL, block=s.attention_block, causal_skip=not self.decode)
         else:
-            mask = attention_mask(q_idx, k_idx, segment_ids_BxL, k_seg, k_prefix)
+            mask = attention_mask(q_idx, k_idx, segment_ids_BxL, k_seg, k_prefix, branches_BxL, branches_BxL)
             kernel = {"cudnn": cudnn_attention, "naive": naive_attention}.get(impl, xla_attention)
             out = kernel(q, k, v, mask)
         out = constrain(out, ("batch", "length", "heads", "kv"))

@@ -39,9 +39,11 @@ def _scores(q_BxKxRxD, k_BxKxSxD, scale):
 
 def _mask(mask_parts, qs, qe, ke, g):
     """The block's mask as B x 1 x (Q*G) x S, rows in the order of `_scores`."""
-    q_idx, k_idx, q_seg, k_seg, prefix = mask_parts
-    m = attention_mask(q_idx[:, qs:qe], k_idx[:, :ke], q_seg[:, qs:qe], k_seg[:, :ke],
-                       None if prefix is None else prefix[:, :ke])
+    q_idx, k_idx, q_seg, k_seg, prefix, q_branch, k_branch = mask_parts
+    rows = lambda x: None if x is None else x[:, qs:qe]  # noqa: E731
+    keys = lambda x: None if x is None else x[:, :ke]  # noqa: E731
+    m = attention_mask(rows(q_idx), keys(k_idx), rows(q_seg), keys(k_seg), keys(prefix), rows(q_branch),
+                       keys(k_branch))
     b, _, q, s = m.shape
     return jnp.broadcast_to(m[:, :, :, None], (b, 1, q, g, s)).reshape(b, 1, q * g, s)
 
@@ -102,7 +104,8 @@ _flash.defvjp(_flash_fwd, _flash_bwd)
 
 
 def flash_attention(q_BxLxHxD, k_BxSxKxD, v_BxSxKxD, q_idx_BxL, k_idx_BxS, q_seg_BxL, k_seg_BxS,
-                    k_prefix_BxS=None, *, block: int = 128, causal_skip: bool = True):
+                    k_prefix_BxS=None, q_branch_BxL=None, k_branch_BxS=None, *, block: int = 128,
+                    causal_skip: bool = True):
     """Attention with the mask of `attention_mask`, computed one query block at a time.
 
     `causal_skip` drops the keys after each block's last query; it is exact only
@@ -117,6 +120,6 @@ def flash_attention(q_BxLxHxD, k_BxSxKxD, v_BxSxKxD, q_idx_BxL, k_idx_BxS, q_seg
     q = jnp.transpose(q_BxLxHxD.reshape(b, l, kh, g, d), (0, 2, 1, 3, 4)).reshape(b, kh, l * g, d)
     k = jnp.transpose(k_BxSxKxD, (0, 2, 1, 3))
     v = jnp.transpose(v_BxSxKxD, (0, 2, 1, 3))
-    mask_parts = (q_idx_BxL, k_idx_BxS, q_seg_BxL, k_seg_BxS, k_prefix_BxS)
+    mask_parts = (q_idx_BxL, k_idx_BxS, q_seg_BxL, k_seg_BxS, k_prefix_BxS, q_branch_BxL, k_branch_BxS)
     out = _flash(q, k, v, mask_parts, blocks, g)
     return jnp.transpose(out.reshape(b, kh, l, g, d), (0, 2, 1, 3, 4)).reshape(b, l, h, d)

@@ -57,11 +57,11 @@ class Block(nn.Module):
     deterministic: bool = True
 
     @nn.compact
-    def __call__(self, x_BxLxE, positions_BxL, segment_ids_BxL, prefix_BxL):
+    def __call__(self, x_BxLxE, positions_BxL, segment_ids_BxL, prefix_BxL, branches_BxL=None):
         s = self.spec
         h = norm(s, "ln_attn")(x_BxLxE)
         x_BxLxE = x_BxLxE + Attention(s, self.decode, name="attn")(
-            h, positions_BxL, segment_ids_BxL, prefix_BxL, self.deterministic)
+            h, positions_BxL, segment_ids_BxL, prefix_BxL, self.deterministic, branches_BxL)
         h = norm(s, "ln_mlp")(x_BxLxE)
         x_BxLxE = x_BxLxE + Mlp(s, self.deterministic, name="mlp")(h)
         return constrain(x_BxLxE, ("batch", "length", "act_embed")), None
@@ -88,7 +88,7 @@ class Transformer(nn.Module):
         if s.scan_layers:
             self.layers = nn.scan(block, variable_axes={"params": 0, "cache": 0},
                                   split_rngs={"params": True, "dropout": True},
-                                  in_axes=(nn.broadcast, nn.broadcast, nn.broadcast),
+                                  in_axes=(nn.broadcast, nn.broadcast, nn.broadcast, nn.broadcast),
                                   length=s.n_layer, metadata_params={nn.PARTITION_NAME: "layers"})(
                 s, self.decode, self.deterministic)
         else:
@@ -118,7 +118,7 @@ class Transformer(nn.Module):
     def features_from_batch(self, batch):
         """Final hidden states and the output projection [E, V], for a loss that makes its own logits."""
         x_BxLxE = self(batch["inputs"], batch.get("positions"), batch.get("segment_ids"), batch.get("prefix"),
-                       features_only=True)
+                       features_only=True, branches_BxL=batch.get("branches"))
         if self.spec.tie_embeddings:
             w_ExV = kernel(self.wte.embedding, self.spec, (1,)).T
         else:
@@ -126,15 +126,16 @@ class Transformer(nn.Module):
         return x_BxLxE, w_ExV
 
     def from_batch(self, batch):
-        """Logits for a training batch (inputs, positions, segment_ids)."""
-        return self(batch["inputs"], batch.get("positions"), batch.get("segment_ids"), batch.get("prefix"))
+        """Logits for a training batch (inputs, positions, segment_ids; prefix and branches if there)."""
+        return self(batch["inputs"], batch.get("positions"), batch.get("segment_ids"), batch.get("prefix"),
+                    branches_BxL=batch.get("branches"))
 
     def step(self, tokens_BxL, positions_BxL):
         """Logits of new tokens at `positions` (decoding, after the prompt filled the cache)."""
         return self(tokens_BxL, positions_BxL)
 
     def __call__(self, tokens_BxL=None, positions_BxL=None, segment_ids_BxL=None, prefix_BxL=None,
-                 embeds_BxLxE=None, features_only=False):
+                 embeds_BxLxE=None, features_only=False, branches_BxL=None):
         s = self.spec
         x_BxLxE = self.embed(tokens_BxL) if embeds_BxLxE is None else embeds_BxLxE.astype(s.dtype)
         b, l = x_BxLxE.shape[:2]
@@ -147,13 +148,13 @@ class Transformer(nn.Module):
         x_BxLxE = self.drop(x_BxLxE, deterministic=self.deterministic)
         x_BxLxE = constrain(x_BxLxE, ("batch", "length", "act_embed"))
         if s.scan_layers:
-            x_BxLxE, _ = self.layers(x_BxLxE, positions_BxL, segment_ids_BxL, prefix_BxL)
+            x_BxLxE, _ = self.layers(x_BxLxE, positions_BxL, segment_ids_BxL, prefix_BxL, branches_BxL)
         else:
             # the first line_local_layers layers see their own line only (gptjax/model/lines.py)
             line_ids_BxL = self.lines(tokens_BxL, segment_ids_BxL) if s.line_local_layers else None
             for i, layer in enumerate(self.layers):
                 seg_BxL = line_ids_BxL if i < s.line_local_layers else segment_ids_BxL
-                x_BxLxE, _ = layer(x_BxLxE, positions_BxL, seg_BxL, prefix_BxL)
+                x_BxLxE, _ = layer(x_BxLxE, positions_BxL, seg_BxL, prefix_BxL, branches_BxL)
         x_BxLxE = self.ln_f(x_BxLxE)
         if features_only:
             return x_BxLxE

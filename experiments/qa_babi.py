@@ -11,17 +11,16 @@ are held out for choosing settings; scripts/evaluate.py scores any bAbI file or 
   python scripts/evaluate.py --workdir runs/qa_babi --task qa --data path/to/babi/en-test-folder
 The first two layers read each story line on its own (model.line_local_layers=2: they attend within
 their line only, so a place is tied to the name on its line before lines are compared, as memory
-networks read sentences); the two after see the whole story. A curriculum: three
-stages of 400 steps, task 1 alone (data.first_groups / data.first_steps), where the model learns to
-look up the line that answers;
-then tasks 1, 6, 9, 10, the same lookup answered yes, no or maybe; then those with coreference (11-13);
-the 1300 steps after read all 20 tasks, and what was learned carries over (1, 6, 9, 10, 12: 0.01,
-0.02, 0.01, 0.00, 0.00; with task 1 alone first, 6 and 10 stayed at 0.54 and 0.57).
+networks read sentences); the two after see the whole story. A curriculum: three stages of 400 steps
+(data.first_groups / data.first_steps): task 1 alone, where the model learns to look up the line that
+answers; then tasks 1, 6, 9, 10, the same lookup answered yes, no or maybe; then those with
+coreference (11-13). The 1300 steps after read all 20 tasks, and what was learned carries over (1, 6,
+9, 10, 12: 0.01, 0.02, 0.01, 0.00, 0.00; with task 1 alone first, 6 and 10 stayed at 0.54 and 0.57).
 Answers are bare after the prompt's newline (data.answer_space=false; gptjax/data/task_formats.py).
-Expect (2-core CPU, 2500 steps: 55 min on a slow AMD VM): held-out mean error 0.310,
-14 tasks failed (docs/tasks.md); the goal of <= 0.10 needs more than this decoder. Every setting was
-chosen on the held-out questions: task 1 alone first, then all 20, scored 0.336 (18 failed); a second
-stage of tasks 1, 6, 9, 10 (500 steps each), 0.320 (16 failed); without
+Expect (2-core CPU, 2500 steps: 55 min on a slow AMD VM): held-out mean error 0.310, 14 tasks failed
+(docs/tasks.md); the goal of <= 0.10 needs more than this decoder. Every setting was chosen on the
+held-out questions: task 1 alone first, then all 20, scored 0.336 (18 failed); a second stage of
+tasks 1, 6, 9, 10 (500 steps each), 0.320 (16 failed); without
 the curriculum, 3000 steps with answers " bedroom" scored 0.395 (19 failed, 72 min); tasks 1-3 first
 for 1000 steps, 0.407; 1000 steps with one line-local layer, 0.424; the GPT-2 flavour, 0.492.
 """

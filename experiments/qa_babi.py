@@ -20,9 +20,8 @@ Answers are bare after the prompt's newline (data.answer_space=false; gptjax/dat
 Expect (2-core CPU, 2500 steps: 55 min on a slow AMD VM): held-out mean error 0.310, 14 tasks failed
 (docs/tasks.md); the goal of <= 0.10 needs more than this decoder. Every setting was chosen on the
 held-out questions: a fourth stage adding the chain tasks 2, 3 did not teach them (0.76, 0.69 at step
-2000, stopped), nor did 6 layers (0.308, 15 failed, 82 min); task 1 alone first, then all 20, scored 0.336
-(18 failed); a second stage of
-tasks 1, 6, 9, 10 (500 steps each), 0.320 (16 failed); without
+2000, stopped), nor did 6 layers (0.308, 15 failed, 82 min); task 1 alone first, then all 20, scored
+0.336 (18 failed); a second stage of tasks 1, 6, 9, 10 (500 steps each), 0.320 (16 failed); without
 the curriculum, 3000 steps with answers " bedroom" scored 0.395 (19 failed, 72 min); tasks 1-3 first
 for 1000 steps, 0.407; 1000 steps with one line-local layer, 0.424; the GPT-2 flavour, 0.492.
 """

@@ -210,7 +210,8 @@ def test_tokenizer_settings_that_cannot_work_are_refused(case, overrides, words)
 
 @pytest.mark.parametrize("args, words", [
     (["--steps", "-3"], ["--steps=-3"]), (["--steps", "0"], ["--steps=0"]), (["--repeats", "0"], ["--repeats=0"]),
-    (["--vocab_size", "-5"], ["--vocab_size=-5"])], ids=["steps_negative", "steps_zero", "repeats", "vocab"])
+    (["--vocab_size", "-5"], ["--vocab_size=-5"]), (["--loss_share", "1.5"], ["--loss_share=1.5", "(0, 1]"])],
+    ids=["steps_negative", "steps_zero", "repeats", "vocab", "loss_share"])
 def test_bench_refuses_counts_that_measure_nothing(case, args, words):
     proc = case["script"]("bench.py", "--experiment", E, *args)
     check_refused(proc, 2, *words)

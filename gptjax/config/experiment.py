@@ -42,6 +42,9 @@ class ModelSpec:
     attention: str = field("auto", one_of(*ATTENTION))  # naive: the benchmark reference
     attention_block: int = field(64, POSITIVE)  # query block of the flash kernel (gptjax/model/flash_attention.py)
     loss_chunk: int = field(0, NON_NEGATIVE)  # >0: cross-entropy over this many positions at a time
+    # <1: the output layer runs only at the loss's positions, at most this share of each row (a batch
+    # with a fuller row takes all positions, so the loss is exact); pays when the loss covers part of a row
+    loss_capacity: float = field(1.0, Rule(lambda v: 0 < v <= 1, "a share in (0, 1]"))
     dtype: str = field("float32", DTYPES)  # compute dtype
     param_dtype: str = field("float32", DTYPES)
     remat: str = field("none", one_of("none", "full", "dots", "dots_no_batch"))
@@ -184,9 +187,9 @@ class Experiment:
                               "beside LoRA's adapters; set optimizer.lora_rank > 0, or use optimizer.freeze")
         if o.lora_rank and not o.lora_targets:
             raise ConfigError("optimizer.lora_targets is empty: give a regex over parameter paths")
-        if t.distill_from and self.model.loss_chunk:
+        if t.distill_from and (self.model.loss_chunk or self.model.loss_capacity < 1):
             raise ConfigError("train.distill_from compares whole logits of teacher and student: set "
-                              "model.loss_chunk=0")
+                              "model.loss_chunk=0 and model.loss_capacity=1")
         if t.distill_from and self.media is not None:
             raise ConfigError("train.distill_from is for text and task models; this experiment has media")
 
@@ -215,6 +218,9 @@ class Experiment:
         if m.loss_chunk and self.media is not None:
             raise ConfigError("model.loss_chunk is for text models; multimodal experiments compute whole logits "
                               "(set model.loss_chunk=0)")
+        if m.loss_capacity < 1 and self.media is not None:
+            raise ConfigError("model.loss_capacity is for text models; multimodal experiments compute whole "
+                              "logits (set model.loss_capacity=1)")
         if t.batch_size % self.optimizer.grad_accum:
             raise ConfigError(f"train.batch_size={t.batch_size} is not divisible by "
                               f"optimizer.grad_accum={self.optimizer.grad_accum}")

@@ -10,21 +10,23 @@ from gptjax.model import flops
 from gptjax.train.setup import assemble
 
 
-def synthetic_batch(batch: int, seq_len: int, vocab: int, seed: int = 0) -> dict:
-    """A language-modelling batch of random tokens (the step's cost does not depend on values)."""
+def synthetic_batch(batch: int, seq_len: int, vocab: int, seed: int = 0, loss_share: float = 1.0) -> dict:
+    """A language-modelling batch of random tokens (the step's cost does not depend on values); with
+    `loss_share` < 1 the loss covers only the last that share of each row, as a task's target does."""
     rng = np.random.default_rng(seed)
     x = rng.integers(0, vocab, (batch, seq_len + 1)).astype(np.int32)
+    mask = np.zeros((batch, seq_len), np.float32)
+    mask[:, seq_len - max(1, round(loss_share * seq_len)):] = 1.0
     return {"inputs": x[:, :-1], "targets": x[:, 1:], "segment_ids": np.ones((batch, seq_len), np.int32),
-            "positions": np.tile(np.arange(seq_len, dtype=np.int32), (batch, 1)),
-            "loss_mask": np.ones((batch, seq_len), np.float32)}
+            "positions": np.tile(np.arange(seq_len, dtype=np.int32), (batch, 1)), "loss_mask": mask}
 
 
 def bench_step(exp, steps: int = 50, warmup: int = 5, repeats: int = 5, vocab_size: int = 0,
-               profile: bool = False) -> dict:
+               profile: bool = False, loss_share: float = 1.0) -> dict:
     """Compile once, warm up, then time `repeats` blocks of `steps` training steps; with `profile`,
     also trace two more steps and report where the op time goes (gptjax/science/op_profile.py)."""
     vocab = exp.model.vocab_size or vocab_size or 65
-    example = synthetic_batch(exp.train.batch_size, exp.model.max_seq_len, vocab)
+    example = synthetic_batch(exp.train.batch_size, exp.model.max_seq_len, vocab, loss_share=loss_share)
     t0 = time.perf_counter()
     run = assemble(exp, example, vocab, line_break=0)  # synthetic tokens: any newline id times the same
     compiled, spec = run.compiled, run.spec
@@ -61,6 +63,7 @@ def bench_step(exp, steps: int = 50, warmup: int = 5, repeats: int = 5, vocab_si
         extra = {"profile": profile_calls(step, lambda: (box[0], batch))}
     return {"experiment": exp.name, "device": device.device_kind, "n_devices": jax.device_count(),
             "attention": spec.attention, "batch": exp.train.batch_size, "seq_len": spec.max_seq_len,
+            "loss_share": loss_share,
             "params": flops.param_counts(spec)["total"], "tokens_per_sec": round(tok_s, 1),
             "step_ms_median": round(step_s * 1e3, 3), "step_ms_min": round(min(per_step) * 1e3, 3),
             "step_ms_max": round(max(per_step) * 1e3, 3), "flops_per_token": fpt,
@@ -100,15 +103,16 @@ def machine() -> dict:
 
 
 def benchmark(exp, steps: int, repeats: int, vocab_size: int = 0, compare=None, torch: bool = False,
-              profile: bool = False) -> dict:
+              profile: bool = False, loss_share: float = 1.0) -> dict:
     """`bench_step` of `exp`; with `compare` (overrides, [] for naive attention) the same for the reference
     and the speed-up; with `torch` the same step in PyTorch and jax tokens/s over torch's."""
     from gptjax.config import apply_overrides
 
-    result = bench_step(exp, steps, repeats=repeats, vocab_size=vocab_size, profile=profile)
+    result = bench_step(exp, steps, repeats=repeats, vocab_size=vocab_size, profile=profile, loss_share=loss_share)
     if compare is not None:
         overrides = compare or ["model.attention=naive"]
-        ref = bench_step(apply_overrides(exp, overrides).validate(), steps, repeats=repeats, vocab_size=vocab_size)
+        ref = bench_step(apply_overrides(exp, overrides).validate(), steps, repeats=repeats, vocab_size=vocab_size,
+                         loss_share=loss_share)
         result = {"run": result, "reference": ref, "reference_overrides": overrides,
                   "speedup": round(result["tokens_per_sec"] / ref["tokens_per_sec"], 3)}
     if torch:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import math
 from typing import Any, Callable
 
 import flax.linen as nn
@@ -75,12 +76,48 @@ def chunked_cross_entropy(x_BxLxE, w_ExV, targets_BxL, mask_BxL, chunk: int, smo
     return total, count
 
 
-def model_cross_entropy(params, batch, model: nn.Module, rngs=None, smoothing: float = 0.0):
-    """Summed loss and token count of `model` on `batch`, through chunked logits when the spec asks."""
-    chunk = getattr(getattr(model, "spec", None), "loss_chunk", 0)
+def head_cross_entropy(x_BxLxE, w_ExV, targets_BxL, mask_BxL, chunk: int = 0, smoothing: float = 0.0):
+    """`cross_entropy` of logits x @ w, `chunk` positions at a time when chunk > 0."""
     if chunk:
+        return chunked_cross_entropy(x_BxLxE, w_ExV, targets_BxL, mask_BxL, chunk, smoothing)
+    logits = jnp.einsum("ble,ev->blv", x_BxLxE, w_ExV).astype(jnp.float32)
+    return cross_entropy(logits, targets_BxL, mask_BxL, smoothing)
+
+
+def capacity_cross_entropy(x_BxLxE, w_ExV, targets_BxL, mask_BxL, capacity: int, chunk: int = 0,
+                           smoothing: float = 0.0):
+    """`head_cross_entropy` with logits made only where the loss mask is set, at most `capacity`
+    positions of each row.
+
+    When the loss covers a share of each row (a task's target after its prompt), the output layer,
+    a B x L x E by E x V matmul that is most of a small model's step, need not run on the rest.
+    Each row's masked positions are moved to its front (a stable sort: the batch axis stays as it is,
+    so it stays sharded) and the first `capacity` kept. A batch with a row of more masked positions
+    than that takes the whole-row path instead, so the loss and its gradients are always exact.
+    """
+    l = x_BxLxE.shape[1]
+    if capacity >= l:
+        return head_cross_entropy(x_BxLxE, w_ExV, targets_BxL, mask_BxL, chunk, smoothing)
+    order_BxC = jnp.argsort(mask_BxL == 0, axis=1, stable=True)[:, :capacity]
+    take = lambda a: jnp.take_along_axis(a, order_BxC.reshape(order_BxC.shape + (1,) * (a.ndim - 2)),  # noqa: E731
+                                         axis=1)
+    fits = jnp.max(jnp.sum(mask_BxL != 0, axis=1)) <= capacity
+    return jax.lax.cond(
+        fits,
+        lambda x, w: head_cross_entropy(take(x), w, take(targets_BxL), take(mask_BxL), chunk, smoothing),
+        lambda x, w: head_cross_entropy(x, w, targets_BxL, mask_BxL, chunk, smoothing),
+        x_BxLxE, w_ExV)
+
+
+def model_cross_entropy(params, batch, model: nn.Module, rngs=None, smoothing: float = 0.0):
+    """Summed loss and token count of `model` on `batch`, through chunked logits, or logits at the
+    loss's positions only, when the spec asks."""
+    spec = getattr(model, "spec", None)
+    chunk, share = getattr(spec, "loss_chunk", 0), getattr(spec, "loss_capacity", 1.0)
+    if chunk or share < 1.0:
         x, w = model.apply({"params": params}, batch, method="features_from_batch", rngs=rngs)
-        return chunked_cross_entropy(x, w, batch["targets"], batch["loss_mask"], chunk, smoothing)
+        capacity = math.ceil(share * x.shape[1])
+        return capacity_cross_entropy(x, w, batch["targets"], batch["loss_mask"], capacity, chunk, smoothing)
     logits = model.apply({"params": params}, batch, method="from_batch", rngs=rngs)
     return cross_entropy(logits, batch["targets"], batch["loss_mask"], smoothing)
 

@@ -64,8 +64,7 @@ def chunked_cross_entropy(x_BxLxE, w_ExV, targets_BxL, mask_BxL, chunk: int, smo
 
     @jax.checkpoint
     def piece(x_BxCxE, t_BxC, m_BxC):
-        logits = jnp.einsum("bce,ev->bcv", x_BxCxE, w_ExV).astype(jnp.float32)
-        return cross_entropy(logits, t_BxC, m_BxC, smoothing)
+        return head_cross_entropy(x_BxCxE, w_ExV, t_BxC, m_BxC, smoothing=smoothing)
 
     def body(carry, xs):
         total, count = piece(*xs)
@@ -99,8 +98,9 @@ def capacity_cross_entropy(x_BxLxE, w_ExV, targets_BxL, mask_BxL, capacity: int,
     if capacity >= l:
         return head_cross_entropy(x_BxLxE, w_ExV, targets_BxL, mask_BxL, chunk, smoothing)
     order_BxC = jnp.argsort(mask_BxL == 0, axis=1, stable=True)[:, :capacity]
-    take = lambda a: jnp.take_along_axis(a, order_BxC.reshape(order_BxC.shape + (1,) * (a.ndim - 2)),  # noqa: E731
-                                         axis=1)
+
+    def take(a):  # the kept positions of each row, of a B x L or B x L x E array
+        return jnp.take_along_axis(a, order_BxC if a.ndim == 2 else order_BxC[..., None], axis=1)
     fits = jnp.max(jnp.sum(mask_BxL != 0, axis=1)) <= capacity
     return jax.lax.cond(
         fits,

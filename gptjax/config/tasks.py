@@ -52,6 +52,10 @@ class TaskData:
     # the SentencePiece model's unknown piece with this chance, the prompt's last token and every target kept;
     # the targets a prompt's tokens predict stay the true ones (gptjax/data/task_pipeline.py)
     token_dropout: float = field(0.0, between(0, 1, high_open=True))
+    # BPE-dropout (Provilkov et al. 2020): the training split gains `bpe_copies` copies of each example, prompt
+    # and target segmented anew with each merge skipped with chance `bpe_dropout` (gptjax/data/bpe_dropout.py)
+    bpe_dropout: float = field(0.0, between(0, 1, high_open=True))
+    bpe_copies: int = field(0, NON_NEGATIVE)
     # training examples gain this many copies with the words of each `permute` class renamed at random,
     # consistently across prompt and target (gptjax/data/augment.py); validation examples never change
     augment_copies: int = field(0, NON_NEGATIVE)
@@ -103,6 +107,14 @@ class TaskData:
             raise ConfigError(f"data.token_dropout={self.token_dropout} replaces prompt tokens with the SentencePiece "
                               f"model's unknown piece; data.tokenizer={self.tokenizer!r} has none: use "
                               "data.tokenizer=sentencepiece, or drop it")
+        if bool(self.bpe_dropout) != bool(self.bpe_copies):
+            raise ConfigError(f"data.bpe_dropout={self.bpe_dropout} and data.bpe_copies={self.bpe_copies} come "
+                              "together: how often a merge is skipped, and how many sampled copies of each training "
+                              "example to add (e.g. data.bpe_dropout=0.1 data.bpe_copies=4)")
+        if self.bpe_copies and self.tokenizer != "sentencepiece":
+            raise ConfigError(f"data.bpe_copies={self.bpe_copies} samples SentencePiece segmentations; "
+                              f"data.tokenizer={self.tokenizer!r} has one way to encode a text: use "
+                              "data.tokenizer=sentencepiece, or drop data.bpe_dropout and data.bpe_copies")
         if self.augment_copies and not self.permute.strip():
             raise ConfigError(f"data.augment_copies={self.augment_copies} needs data.permute: the classes of words "
                               "to rename, e.g. 'Mary John Sandra; kitchen garden office'")

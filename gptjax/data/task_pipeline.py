@@ -9,6 +9,8 @@ never crosses examples.
 A prompt too long for a row loses its oldest tokens (a bAbI story its first lines).
 With data.token_dropout (word dropout), training rows' prompt inputs are hidden at random behind the
 SentencePiece model's unknown piece, drawn from (seed, row), while their targets stay the true tokens.
+With data.bpe_copies, the training split also holds that many copies of each example segmented
+anew by BPE-dropout (gptjax/data/bpe_dropout.py).
 
 Training row `r` (of an endless stream) comes from epoch e's packing: the
 examples shuffled by (seed, e), then laid into rows in that order. Batch `s`
@@ -37,7 +39,7 @@ import grain
 import numpy as np
 
 from gptjax import atomic
-from gptjax.data import corpora, shared_prompts, tokenizers
+from gptjax.data import bpe_dropout, corpora, shared_prompts, tokenizers
 from gptjax.data.batching import BatchSource
 from gptjax.data.task_builder import prepare_task
 from gptjax.errors import DataError
@@ -96,20 +98,26 @@ class TaskLMData(BatchSource):
 
     def _encode(self, split: str) -> dict:
         """{"tokens": all examples' ids end to end, "starts", "prompt_lens", "lengths", "groups"}."""
-        unlabeled = "|unlabeled" if self.cfg.unlabeled else ""
-        key = hashlib.sha256(f"{self.fingerprint}|{split}|{self.tokenizer.fingerprint()}{unlabeled}".encode())
+        variant = "|unlabeled" if self.cfg.unlabeled else ""
+        if split == "train" and self.cfg.bpe_copies:
+            variant += f"|bpe{self.cfg.bpe_dropout}x{self.cfg.bpe_copies}s{self.seed}"
+        key = hashlib.sha256(f"{self.fingerprint}|{split}|{self.tokenizer.fingerprint()}{variant}".encode())
         key = key.hexdigest()[:20]
         path = corpora.cache_dir() / "tokens" / f"task_{key}.npz"
         if path.is_file():
             with np.load(path) as z:
                 return dict(z)
+        texts = self.texts(split)
+        encoded = [(self.tokenizer.encode(p), self.tokenizer.encode(t), g) for p, t, g in texts]
+        if split == "train" and self.cfg.bpe_copies:
+            encoded += bpe_dropout.sampled_copies(self.tokenizer, texts, self.cfg.bpe_copies, self.cfg.bpe_dropout,
+                                                  self.seed)
         pieces, prompt_lens, groups = [], [], []
-        for prompt, target, group in self.texts(split):
-            p = self.tokenizer.encode(prompt)
+        for p, t, group in encoded:
             if self.cfg.unlabeled:  # the prompt is the whole example; the label is never encoded
                 p, t = [], p + [self.tokenizer.eos_id]
             else:
-                t = self.tokenizer.encode(target) + [self.tokenizer.eos_id]
+                t = t + [self.tokenizer.eos_id]
             pieces.append(np.asarray(p + t, np.int32))
             prompt_lens.append(len(p))
             groups.append(group)

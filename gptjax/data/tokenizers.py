@@ -131,6 +131,11 @@ class SentencePieceTokenizer:
     def encode(self, text: str) -> list[int]:
         return self.sp.encode(text, out_type=int)
 
+    def encode_sampled(self, text: str, alpha: float) -> list[int]:
+        """One sampled segmentation: BPE-dropout with merge-skip chance `alpha` on a BPE model, subword
+        regularisation on a unigram one (gptjax/data/bpe_dropout.py)."""
+        return self.sp.encode(text, out_type=int, enable_sampling=True, alpha=alpha, nbest_size=-1)
+
     def decode(self, ids: Iterable[int]) -> str:
         return self.sp.decode(_ids_list(ids))
 

@@ -27,6 +27,12 @@ devices) the same bench gives 19,220 tokens/s against torch's 16,763 (1.15x).
 - Tried and not kept: oneDNN (`--xla_cpu_use_onednn`), XNNPACK dot fusions, YNNPACK
   element-wise and reduce fusions: each was equal or slower.
 
+- `--xla_cpu_collective_call_terminate_timeout_seconds=600`: XLA aborts the process when one CPU
+  device waits more than 40 s (its default) for the others at a collective. On a busy machine that
+  is not a hang: a run sharing its cores with another (here a niced `scripts/run.sh` beside a
+  training run) had one device thread starved for 40 s at an all-reduce and died with SIGABRT at
+  step 1750 of 2000. Ten minutes keeps such runs alive; a real deadlock still ends.
+
 A flag the user already put in XLA_FLAGS wins; GPTJAX_XLA_DEFAULTS=0 adds none.
 The flags only touch the CPU backend, so GPU and TPU runs are unaffected.
 
@@ -39,7 +45,8 @@ from __future__ import annotations
 
 import os
 
-CPU_DEFAULTS = {"xla_cpu_experimental_ynn_fusion_type": ""}
+CPU_DEFAULTS = {"xla_cpu_experimental_ynn_fusion_type": "",
+                "xla_cpu_collective_call_terminate_timeout_seconds": "600"}
 
 
 def with_defaults(xla_flags: str) -> str:

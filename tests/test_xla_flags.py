@@ -16,8 +16,11 @@ def test_defaults_are_added_to_other_flags():
 
 
 def test_a_flag_the_user_set_wins():
-    key = next(iter(CPU_DEFAULTS))
-    assert with_defaults(f"--{key}=dot") == f"--{key}=dot"
+    for key in CPU_DEFAULTS:
+        flags = with_defaults(f"--{key}=dot").split()
+        assert flags[0] == f"--{key}=dot"
+        assert [f for f in flags if f.startswith(f"--{key}=")] == [f"--{key}=dot"]
+        assert len(flags) == len(CPU_DEFAULTS)  # the other defaults are still added
 
 
 def test_opt_out_adds_nothing():

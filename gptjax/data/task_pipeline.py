@@ -108,13 +108,15 @@ class TaskLMData(BatchSource):
             with np.load(path) as z:
                 return dict(z)
         texts = self.texts(split)
+        if self.cfg.unlabeled:  # the prompt is the whole example; the label is never encoded
+            texts = [(p, "", g) for p, _, g in texts]
         encoded = [(self.tokenizer.encode(p), self.tokenizer.encode(t), g) for p, t, g in texts]
         if split == "train" and self.cfg.bpe_copies:
             encoded += bpe_dropout.sampled_copies(self.tokenizer, texts, self.cfg.bpe_copies, self.cfg.bpe_dropout,
                                                   self.seed)
         pieces, prompt_lens, groups = [], [], []
         for p, t, group in encoded:
-            if self.cfg.unlabeled:  # the prompt is the whole example; the label is never encoded
+            if self.cfg.unlabeled:
                 p, t = [], p + [self.tokenizer.eos_id]
             else:
                 t = t + [self.tokenizer.eos_id]

@@ -10,7 +10,7 @@ embedding), the same data and tokenizer (distillation needs the teacher's vocabu
 
 Expect (issue 16's goal): the distilled student at least 1 point of dev accuracy above the lone one
 (Tang et al. 2019 gained 4 points distilling BERT into a BiLSTM). Measured on two CPU cores with the
-shipped teacher (dev 0.815): alone 0.758 (15 min), distilled 0.786 (31 min), +2.75 points
+teacher shipped before BPE-dropout (dev 0.815): alone 0.758 (15 min), distilled 0.786 (31 min), +2.75 points
 (docs/efficiency.md). Teacher and student must share data.held_out_by, since the tokenizer is
 trained on the training split; with the phrase split on all three: 0.7718 and 0.7856.
 """

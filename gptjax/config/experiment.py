@@ -57,6 +57,10 @@ class ModelSpec:
     # before lines are compared, the sentence-level bias of memory networks (gptjax/model/lines.py)
     line_local_layers: int = field(0, NON_NEGATIVE)
     line_break_id: int = field(-1, Rule(lambda v: v >= -1, "-1 (the tokenizer's newline) or a token id"))
+    # true: the layers after the line-local ones see, of the lines before, only their ends (each line's
+    # newline, which the line-local layers made a summary of its line), and their own line whole: each
+    # such layer is one hop of attention over sentences, as in End-To-End Memory Networks (gptjax/model/lines.py)
+    line_memory: bool = False
 
     @property
     def head_dim(self) -> int:
@@ -213,6 +217,9 @@ class Experiment:
             raise ConfigError(f"model.line_local_layers={m.line_local_layers} exceeds model.n_layer={m.n_layer}")
         if m.line_local_layers and m.scan_layers:
             raise ConfigError("model.line_local_layers needs model.scan_layers=false: scanned layers share one mask")
+        if m.line_memory and not m.line_local_layers:
+            raise ConfigError("model.line_memory=true needs model.line_local_layers >= 1: the line-local layers "
+                              "make the summary of each line that the later layers attend to")
         if m.line_local_layers and self.media is not None:
             raise ConfigError("model.line_local_layers is for text and task models; this experiment has media")
         if m.loss_chunk and self.media is not None:

@@ -128,6 +128,9 @@ class TaskData:
             raise ConfigError("data.share_prompts=true lays a shared prompt once, read causally, with each example's "
                               "ending after it: it works with data.attention=causal and labelled examples only; "
                               "drop data.attention=prefix and data.unlabeled, or data.share_prompts")
+        if self.share_prompts and exp.model.line_memory:
+            raise ConfigError("data.share_prompts=true and model.line_memory=true both set which keys each token "
+                              "sees (as branches of the attention mask) and cannot be combined: drop one of them")
         if bool(self.first_groups.strip()) != bool(self.first_steps):
             raise ConfigError(f"data.first_groups={self.first_groups!r} and data.first_steps={self.first_steps} "
                               "come together: the groups the first steps train on, and how many steps that is "

@@ -122,8 +122,6 @@ class Attention(nn.Module):
     def __call__(self, x_BxLxE, positions_BxL, segment_ids_BxL, prefix_BxL=None, deterministic=True,
                  branches_BxL=None):
         s = self.spec
-        if self.decode and branches_BxL is not None:
-            raise ValueError("branch ids (shared prompts) are for training rows; decoding reads one prompt per row")
         h, kh, d = s.n_head, s.kv_heads, s.head_dim
         dtype = jnp.dtype(s.dtype)
         x_BxLxE = x_BxLxE.astype(dtype)
@@ -140,9 +138,10 @@ class Attention(nn.Module):
 
         b, l = x_BxLxE.shape[:2]
         q_idx = jnp.broadcast_to(jnp.arange(l), (b, l))
-        k_idx, k_seg, k_prefix = q_idx, segment_ids_BxL, prefix_BxL
+        k_idx, k_seg, k_prefix, k_branch = q_idx, segment_ids_BxL, prefix_BxL, branches_BxL
         if self.decode:
-            k, v, k_idx, k_seg, q_idx, k_prefix = self._update_cache(k, v, segment_ids_BxL, prefix_BxL)
+            k, v, k_idx, k_seg, q_idx, k_prefix, k_branch = self._update_cache(k, v, segment_ids_BxL, prefix_BxL,
+                                                                              branches_BxL)
 
         impl = choose_implementation(s.attention, s.dtype)
         plain_causal = not self.decode and prefix_BxL is None and branches_BxL is None
@@ -150,9 +149,9 @@ class Attention(nn.Module):
             out = splash_attention(q, k, v, segment_ids_BxL)
         elif impl == "flash":
             out = flash_attention(q, k, v, q_idx, k_idx, segment_ids_BxL, k_seg, k_prefix, branches_BxL,
-                                  branches_BxL, block=s.attention_block, causal_skip=not self.decode)
+                                  k_branch, block=s.attention_block, causal_skip=not self.decode)
         else:
-            mask = attention_mask(q_idx, k_idx, segment_ids_BxL, k_seg, k_prefix, branches_BxL, branches_BxL)
+            mask = attention_mask(q_idx, k_idx, segment_ids_BxL, k_seg, k_prefix, branches_BxL, k_branch)
             kernel = {"cudnn": cudnn_attention, "naive": naive_attention}.get(impl, xla_attention)
             out = kernel(q, k, v, mask)
         out = constrain(out, ("batch", "length", "heads", "kv"))
@@ -178,11 +177,12 @@ class Attention(nn.Module):
                                shape, jnp.dtype(s.param_dtype)).astype(x_BxLxE.dtype)
         return y
 
-    def _update_cache(self, k_BxLxKxD, v_BxLxKxD, seg_BxL, prefix_BxL=None):
+    def _update_cache(self, k_BxLxKxD, v_BxLxKxD, seg_BxL, prefix_BxL=None, branch_BxL=None):
         """Write the new keys/values at the cache index; return the whole cache to attend over.
 
         Prefix flags matter only among the tokens written together (a prompt's prefill): every
-        older key already lies before any new query, so the flags are not kept."""
+        older key already lies before any new query, so the flags are not kept. Branch ids
+        (`model.line_memory`) are kept with the keys: a later token must still not see an old line's words."""
         s = self.spec
         b, l, kh, d = k_BxLxKxD.shape
         shape = (b, s.max_seq_len, kh, d)
@@ -199,4 +199,9 @@ class Attention(nn.Module):
         q_idx = jnp.broadcast_to(i + jnp.arange(l), (b, l))
         k_prefix = None if prefix_BxL is None else jax.lax.dynamic_update_slice(
             jnp.zeros((b, s.max_seq_len), bool), prefix_BxL.astype(bool), (0, i))
-        return ck.value, cv.value, k_idx, cs.value, q_idx, k_prefix
+        k_branch = None
+        if branch_BxL is not None:
+            cb = self.variable("cache", "cached_branch", jnp.zeros, (b, s.max_seq_len), jnp.int32)
+            cb.value = jax.lax.dynamic_update_slice(cb.value, branch_BxL.astype(jnp.int32), (0, i))
+            k_branch = cb.value
+        return ck.value, cv.value, k_idx, cs.value, q_idx, k_prefix, k_branch

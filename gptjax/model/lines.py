@@ -5,6 +5,12 @@ new packed example (segment) also starts a line. The ids come back in the form o
 (0 for padding, unique per line in a row), so the attention kernels' segment masking keeps a
 query to the keys of its own line. With a KV cache the count carries on from the last real
 token of the previous call (prompts are right-padded), so decoding numbers lines as training did.
+
+`line_memory_branches` turns the ids into branch ids for the layers after the line-local ones
+(`model.line_memory`): a line's newline is on branch 0, which every later token sees, and the rest of
+a line on a branch of its own, seen by that line alone (gptjax/model/masks.py). A newline, having read
+its line in the line-local layers, stands for it; such a layer attends over the lines before as End-To-End
+Memory Networks attend over sentences, one hop per layer, and can no longer pick single words out of them.
 """
 from __future__ import annotations
 
@@ -41,3 +47,8 @@ class LineSegments(nn.Module):
             prev_seg.value = jnp.where(has, take(segment_ids_BxL), prev_seg.value)
             prev_line.value = jnp.where(has, take(line_BxL), prev_line.value)
         return jnp.where(segment_ids_BxL != 0, line_BxL, 0).astype(jnp.int32)
+
+
+def line_memory_branches(tokens_BxL, line_ids_BxL, break_id: int):
+    """Branch ids: 0 for the newline that ends a line, the line's own id for the rest of it."""
+    return jnp.where(tokens_BxL == break_id, 0, line_ids_BxL).astype(jnp.int32)

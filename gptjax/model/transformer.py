@@ -13,7 +13,7 @@ import jax.numpy as jnp
 from gptjax.model.attention import Attention
 from gptjax.model.fusion_fence import cpu_fence
 from gptjax.model.layers import QUANT_BITS, Linear, dense, kernel, norm
-from gptjax.model.lines import LineSegments
+from gptjax.model.lines import LineSegments, line_memory_branches
 from gptjax.model.quant import qat_dot_general
 from gptjax.parallel.rules import constrain
 
@@ -152,9 +152,16 @@ class Transformer(nn.Module):
         else:
             # the first line_local_layers layers see their own line only (gptjax/model/lines.py)
             line_ids_BxL = self.lines(tokens_BxL, segment_ids_BxL) if s.line_local_layers else None
+            later_branches_BxL = branches_BxL
+            if s.line_memory:  # the later layers see earlier lines by their ends only
+                if branches_BxL is not None:
+                    raise ValueError("model.line_memory cannot be combined with branch ids (data.share_prompts)")
+                later_branches_BxL = line_memory_branches(tokens_BxL, line_ids_BxL, s.line_break_id)
             for i, layer in enumerate(self.layers):
-                seg_BxL = line_ids_BxL if i < s.line_local_layers else segment_ids_BxL
-                x_BxLxE, _ = layer(x_BxLxE, positions_BxL, seg_BxL, prefix_BxL, branches_BxL)
+                local = i < s.line_local_layers
+                seg_BxL = line_ids_BxL if local else segment_ids_BxL
+                x_BxLxE, _ = layer(x_BxLxE, positions_BxL, seg_BxL, prefix_BxL,
+                                   branches_BxL if local else later_branches_BxL)
         x_BxLxE = self.ln_f(x_BxLxE)
         if features_only:
             return x_BxLxE

@@ -101,3 +101,25 @@ def test_scoring_a_run_with_supporting_facts_reads_the_last_generated_line(monke
     longest = "Sandra went back to the bedroom.\n" * 3 + "bedroom"
     assert len(tokenizer.encode(longest)) + 1 <= budgets[0] and budgets[1] < budgets[0]
     assert np.isclose(result["mean_error"], 1.0)
+
+
+def test_supporting_groups_write_the_lines_for_the_tasks_named_only(tmp_path, monkeypatch):
+    from gptjax.data.task_pipeline import TaskLMData
+
+    monkeypatch.setenv("GPTJAX_CACHE_DIR", str(tmp_path / "cache"))
+    folder = tmp_path / "babi"
+    folder.mkdir()
+    (folder / "qa2_two-supporting-facts_train.txt").write_text(STORY * 20)
+    (folder / "qa1_single-supporting-fact_train.txt").write_text(STORY.replace("Sandra", "Daniel") * 20)
+    data = TaskLMData(TaskData(task="qa", folder=str(folder), tokenizer="byte", supporting_facts=True,
+                               supporting_groups="2", answer_space=False, val_fraction=0.0), 160, 0)
+    tok = data.tokenizer
+    joined = "".join(tok.decode(row[w > 0].tolist()) for _ in range(3)
+                     for b in [next(data.train_batches(16, _))] for row, w in zip(b["targets"], b["loss_mask"]))
+    assert "Sandra got the football.\nSandra went to the kitchen.\nkitchen" in joined  # task 2: the lines
+    assert "Daniel got the football." not in joined and "kitchen" in joined.replace("Sandra", "")  # task 1: bare
+    with pytest.raises(ConfigError, match="supporting_groups='2' picks the tasks"):
+        Experiment(model=ModelSpec(), data=TaskData(task="qa", supporting_groups="2")).validate()
+    with pytest.raises(ConfigError, match="supporting_groups='x'"):
+        Experiment(model=ModelSpec(), data=TaskData(task="qa", supporting_facts=True,
+                                                    supporting_groups="x")).validate()

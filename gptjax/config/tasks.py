@@ -68,6 +68,7 @@ class TaskData:
     # the answer: strong supervision, as Weston et al.'s Memory Networks trained with; scoring reads the
     # answer from the generated text's last line (gptjax/data/task_formats.py)
     supporting_facts: bool = False
+    supporting_groups: str = ""  # which groups (bAbI task numbers) write them: '2,5,15'; empty: all
     # a curriculum: the first `first_steps` steps train on the groups in `first_groups` only ('1' or '1-3'),
     # the steps after on every group; stages separated by ';' ('1; 1-3') take `first_steps` steps each, in
     # turn (gptjax/data/task_pipeline.py)
@@ -124,6 +125,9 @@ class TaskData:
         if self.supporting_facts and self.task != "qa":
             raise ConfigError(f"data.supporting_facts=true writes bAbI's supporting lines before the answer; "
                               f"data.task={self.task!r} has none: use it with data.task=qa, or drop it")
+        if self.supported_groups() is not None and not self.supporting_facts:
+            raise ConfigError(f"data.supporting_groups={self.supporting_groups!r} picks the tasks whose targets carry "
+                              "supporting lines: it needs data.supporting_facts=true, or drop it")
         if self.share_prompts and (self.attention == "prefix" or self.unlabeled):
             raise ConfigError("data.share_prompts=true lays a shared prompt once, read causally, with each example's "
                               "ending after it: it works with data.attention=causal and labelled examples only; "
@@ -165,6 +169,10 @@ class TaskData:
     def augmented_groups(self) -> set[int] | None:
         """data.augment_groups '1-19' or '1,2,5' as the set of groups copied; empty: None (all of them)."""
         return group_set("augment_groups", self.augment_groups)
+
+    def supported_groups(self) -> set[int] | None:
+        """data.supporting_groups as the set of groups whose targets carry supporting lines; empty: None (all)."""
+        return group_set("supporting_groups", self.supporting_groups)
 
     def first_stages(self) -> list[set[int]]:
         """data.first_groups as one set of group numbers per stage ('1; 1-3' -> [{1}, {1, 2, 3}]); empty: []."""

@@ -116,8 +116,11 @@ def prepare_task(cfg):
                                         cfg.augmented_groups(), seed=cfg.split_seed)
     if cfg.both_ways:
         examples["train"] = with_reversed_copies(examples["train"])
+    supported = cfg.supported_groups()
+
     def record(ex):
-        return (*task_formats.format_example(cfg.task, ex, cfg.answer_space, cfg.supporting_facts), ex.group)
+        support = cfg.supporting_facts and (supported is None or ex.group in supported)
+        return (*task_formats.format_example(cfg.task, ex, cfg.answer_space, support), ex.group)
 
     splits = {name: [record(ex) for ex in rows] for name, rows in examples.items()}
     h = hashlib.sha256(repr((cfg.task, cfg.source_lang, cfg.target_lang, cfg.val_fraction, cfg.split_seed,

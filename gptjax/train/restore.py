@@ -128,7 +128,7 @@ def load_run(workdir, with_data: bool = False, merge_lora: bool = True, step: in
 # what an ensemble's members must share beyond their model's shape: how prompts and answers are written
 # and, for --held_out, which examples are held out (gptjax/data/task_formats.py, task_builder.py)
 TASK_FORMAT = ("task", "source_lang", "target_lang", "attention", "context_lines", "line_ages", "answer_space",
-               "supporting_facts", "folder", "val_fraction", "split_seed", "held_out_by")
+               "supporting_facts", "supporting_groups", "folder", "val_fraction", "split_seed", "held_out_by")
 
 
 def _tokenizer_files(workdir) -> dict:

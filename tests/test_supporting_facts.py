@@ -113,9 +113,11 @@ def test_supporting_groups_write_the_lines_for_the_tasks_named_only(tmp_path, mo
     (folder / "qa1_single-supporting-fact_train.txt").write_text(STORY.replace("Sandra", "Daniel") * 20)
     data = TaskLMData(TaskData(task="qa", folder=str(folder), tokenizer="byte", supporting_facts=True,
                                supporting_groups="2", answer_space=False, val_fraction=0.0), 160, 0)
-    tok = data.tokenizer
-    joined = "".join(tok.decode(row[w > 0].tolist()) for _ in range(3)
-                     for b in [next(data.train_batches(16, _))] for row, w in zip(b["targets"], b["loss_mask"]))
+    trained = []
+    for start in range(3):
+        batch = next(data.train_batches(16, start))
+        trained += [data.tokenizer.decode(row[w > 0].tolist()) for row, w in zip(batch["targets"], batch["loss_mask"])]
+    joined = "".join(trained)
     assert "Sandra got the football.\nSandra went to the kitchen.\nkitchen" in joined  # task 2: the lines
     assert "Daniel got the football." not in joined and "kitchen" in joined.replace("Sandra", "")  # task 1: bare
     with pytest.raises(ConfigError, match="supporting_groups='2' picks the tasks"):

@@ -16,6 +16,7 @@ import functools
 import logging
 import sys
 import traceback
+import warnings
 
 from gptjax.errors import BAD_INPUT, RunError
 
@@ -42,6 +43,10 @@ def _stage() -> str:
 
 
 def _fail(message: str, status: int):
+    # A failed read inside a library (orbax's asynchronous restore of a damaged checkpoint) can leave coroutines
+    # that were never awaited; Python warns about each when it collects them at exit, after this message. They
+    # tell the user nothing, and the error line must stay the last, so they are silenced on this path only.
+    warnings.filterwarnings("ignore", message=r"coroutine .* was never awaited", category=RuntimeWarning)
     print(f"error: {message}", file=sys.stderr, flush=True)
     raise SystemExit(status) from None
 

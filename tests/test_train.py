@@ -360,3 +360,17 @@ def test_after_a_failed_save_only_asyncio_copies_of_the_error_are_dropped(caplog
         assert [r.getMessage() for r in caplog.records] == ["Unclosed client session"]
     finally:
         logger.filters[:] = before
+
+
+@pytest.mark.parametrize("earlier", [None, 5])
+def test_a_failed_save_names_what_survives_even_when_it_was_the_first(earlier, tmp_path):
+    from gptjax.train.checkpoint import Checkpointer, Saver
+
+    ckpt = Checkpointer(tmp_path / "run")
+    if earlier is not None:
+        ckpt.save(earlier, {"w": np.zeros(3, np.float32)}, meta={})
+        ckpt.wait()
+    report = str(Saver(ckpt, {})._error(10, OSError("No space left on device")))
+    assert report.startswith("checkpoint at step 10 could not be written (OSError: No space left on device); ")
+    assert report.endswith("no earlier checkpoint was saved, so a restart begins at step 0" if earlier is None
+                           else "the previous checkpoint (step 5) is intact")

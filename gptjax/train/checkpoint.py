@@ -209,8 +209,10 @@ class Saver:
 
     def _error(self, step, e) -> CheckpointWriteError:  # disk full, permissions, ... are reported, not hidden
         quiet_orbax_leftovers()
-        return CheckpointWriteError(f"checkpoint at step {step} could not be written ({type(e).__name__}: {e}); "
-                                    f"the previous checkpoint (step {self.ckpt.latest_on_disk()}) is intact")
+        latest = self.ckpt.latest_on_disk()
+        kept = ("no earlier checkpoint was saved, so a restart begins at step 0" if latest is None
+                else f"the previous checkpoint (step {latest}) is intact")
+        return CheckpointWriteError(f"checkpoint at step {step} could not be written ({type(e).__name__}: {e}); {kept}")
 
     def settle(self) -> None:
         """Wait for the save in flight; its failure (surfacing only now) names its own step."""

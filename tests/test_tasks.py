@@ -113,6 +113,22 @@ def test_held_out_sentences_outside_sentiment_are_refused():
     exp = Experiment(model=ModelSpec(), data=TaskData(task="qa", held_out_by="sentence"))
     with pytest.raises(ConfigError, match="data.held_out_by=sentence"):
         exp.validate()
+    with pytest.raises(ConfigError, match="data.sentence_copies=2"):
+        Experiment(model=ModelSpec(), data=TaskData(task="qa", sentence_copies=2)).validate()
+
+
+def test_sentence_copies_repeat_the_training_sentences_alone(tmp_path):
+    from gptjax.data.task_builder import read_splits
+    (tmp_path / "train.tsv").write_text("sentence\tlabel\n" + "".join(f"{s}\t{y}\n" for s, y in TREEBANK))
+    plain, copied = (read_splits(TaskData(task="sentiment", folder=str(tmp_path), val_fraction=0.5, split_seed=0,
+                                          held_out_by="sentence", sentence_copies=k), tmp_path) for k in (0, 2))
+    assert [ex.source for ex in copied["validation"]] == [ex.source for ex in plain["validation"]]
+    train = [ex.source for ex in plain["train"]]
+    whole = {p for p in train if not any(p != q and f" {p} " in f" {q} " for q in train)}
+    assert len(whole) == 2  # the two sentences not held out
+    counts = {p: [ex.source for ex in copied["train"]].count(p) for p in train}
+    assert counts == {p: 3 if p in whole else 1 for p in train}
+    assert {(ex.source, ex.target) for ex in copied["train"]} == {(ex.source, ex.target) for ex in plain["train"]}
 
 
 def test_babi_questions_carry_their_story_and_task(tmp_path):

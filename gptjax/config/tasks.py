@@ -37,6 +37,9 @@ class TaskData:
     # sentiment: each training phrase also read right to left (its words reversed behind a marker), and scoring
     # averages the label log-likelihoods of both readings, as a BiLSTM joins its directions (gptjax/data/both_ways.py)
     both_ways: bool = False
+    # sentiment: the training split's whole sentences (phrases no other phrase contains) gain this many copies,
+    # so training leans towards what GLUE's dev holds, without losing the phrases (gptjax/data/sentence_split.py)
+    sentence_copies: int = field(0, NON_NEGATIVE)
     context_lines: int = field(0, NON_NEGATIVE)  # qa: keep the last N story lines (0: all that fit)
     line_ages: bool = False  # qa: each story line opens with how many lines before the question it was told
     # causal: every token sees the ones before it; prefix: the prompt's tokens see the whole prompt
@@ -97,6 +100,10 @@ class TaskData:
         if self.held_out_by == "sentence" and self.task != "sentiment":
             raise ConfigError(f"data.held_out_by=sentence holds out the sentences of a phrase treebank (SST-2); "
                               f"data.task={self.task!r} has none: use it with data.task=sentiment, or drop it")
+        if self.sentence_copies and self.task != "sentiment":
+            raise ConfigError(f"data.sentence_copies={self.sentence_copies} copies the whole sentences of a phrase "
+                              f"treebank (SST-2); data.task={self.task!r} has none: use it with data.task=sentiment, "
+                              "or drop it")
         if self.both_ways and self.task != "sentiment":
             raise ConfigError(f"data.both_ways=true reads a sentiment phrase in both word orders and scores the label "
                               f"words over both; data.task={self.task!r} is scored otherwise: use it with "

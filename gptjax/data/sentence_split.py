@@ -50,3 +50,9 @@ def sentence_split(texts: list[str], fraction: float, seed: int) -> tuple[np.nda
     validation[np.asarray(sentences)[held]] = True
     train = np.asarray([not held[o].any() for o in owners])
     return train, validation
+
+
+def with_sentence_copies(examples: list, texts: list[str], copies: int) -> list:
+    """`examples` followed by `copies` more of each whose text (`texts`, aligned) no other text contains."""
+    sentences, _ = containing_sentences(texts)
+    return list(examples) + [examples[i] for _ in range(copies) for i in sorted(sentences)]

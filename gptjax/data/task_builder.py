@@ -28,7 +28,7 @@ from gptjax.config.tasks import DEFAULT_FOLDERS
 from gptjax.data import task_files, task_formats
 from gptjax.data.augment import permuted_copies
 from gptjax.data.both_ways import with_reversed_copies
-from gptjax.data.sentence_split import sentence_split
+from gptjax.data.sentence_split import sentence_split, with_sentence_copies
 from gptjax.data.tfds_local import LocalBuilder, build_local
 from gptjax.errors import DataError
 
@@ -104,8 +104,12 @@ def read_splits(cfg, folder: pathlib.Path) -> dict[str, list]:
     else:
         validation = held_out(keys, cfg.val_fraction, cfg.split_seed)
         train = ~validation
-    return {"train": [ex for ex, k in zip(examples, train) if k],
-            "validation": [ex for ex, k in zip(examples, validation) if k]}
+    splits = {"train": [ex for ex, k in zip(examples, train) if k],
+              "validation": [ex for ex, k in zip(examples, validation) if k]}
+    if cfg.task == "sentiment" and cfg.sentence_copies:
+        splits["train"] = with_sentence_copies(splits["train"], [ex.source for ex in splits["train"]],
+                                               cfg.sentence_copies)
+    return splits
 
 
 def prepare_task(cfg):
